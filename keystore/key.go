@@ -1,0 +1,110 @@
+package keystore
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// Key statuses. A key's status follows from its revoked_at and expires_at.
+const (
+	StatusActive  = "active"
+	StatusExpired = "expired"
+	StatusRevoked = "revoked"
+)
+
+// ValidStatus reports whether s is a key status.
+func ValidStatus(s string) bool {
+	return s == StatusActive || s == StatusExpired || s == StatusRevoked
+}
+
+// Key is an API key's record. Its JSON field names are a public contract.
+// Secret is set only in the reply to Create and Rotate.
+type Key struct {
+	ID          string            `json:"id"`
+	Name        string            `json:"name"`
+	Environment string            `json:"environment"`
+	Scopes      []string          `json:"scopes"`
+	Hint        string            `json:"hint"`
+	Status      string            `json:"status"`
+	CreatedAt   time.Time         `json:"created_at"`
+	ExpiresAt   *time.Time        `json:"expires_at"`
+	RevokedAt   *time.Time        `json:"revoked_at"`
+	LastUsedAt  *time.Time        `json:"last_used_at"`
+	RotatedFrom *string           `json:"rotated_from"`
+	RotatedTo   *string           `json:"rotated_to"`
+	Metadata    map[string]string `json:"metadata"`
+	Secret      string            `json:"key,omitempty"`
+}
+
+// StatusAt is the key's status at time now.
+func (k *Key) StatusAt(now time.Time) string {
+	switch {
+	case k.RevokedAt != nil && !k.RevokedAt.After(now):
+		return StatusRevoked
+	case k.ExpiresAt != nil && !k.ExpiresAt.After(now):
+		return StatusExpired
+	default:
+		return StatusActive
+	}
+}
+
+// MarshalJSON writes times as RFC 3339 in UTC, to the second.
+func (k Key) MarshalJSON() ([]byte, error) {
+	type plain Key
+	p := plain(k)
+	p.CreatedAt = p.CreatedAt.UTC().Truncate(time.Second)
+	p.ExpiresAt = utcPtr(p.ExpiresAt)
+	p.RevokedAt = utcPtr(p.RevokedAt)
+	p.LastUsedAt = utcPtr(p.LastUsedAt)
+	if p.Scopes == nil {
+		p.Scopes = []string{}
+	}
+	if p.Metadata == nil {
+		p.Metadata = map[string]string{}
+	}
+	return json.Marshal(p)
+}
+
+func utcPtr(t *time.Time) *time.Time {
+	if t == nil {
+		return nil
+	}
+	u := t.UTC().Truncate(time.Second)
+	return &u
+}
+
+// Event is one entry of the audit log. Details never hold a secret.
+type Event struct {
+	ID      string         `json:"id"`
+	At      time.Time      `json:"at"`
+	Actor   string         `json:"actor"`
+	Action  string         `json:"action"`
+	KeyID   string         `json:"key_id"`
+	Details map[string]any `json:"details"`
+}
+
+// Audit actions.
+const (
+	ActionCreate = "create"
+	ActionRotate = "rotate"
+	ActionRevoke = "revoke"
+	ActionImport = "import"
+)
+
+// Verification result codes.
+const (
+	CodeValid             = "valid"
+	CodeInvalidFormat     = "invalid_format"
+	CodeNotFound          = "not_found"
+	CodeRevoked           = "revoked"
+	CodeExpired           = "expired"
+	CodeInsufficientScope = "insufficient_scope"
+)
+
+// Verification is the result of checking a secret.
+type Verification struct {
+	Valid         bool     `json:"valid"`
+	Code          string   `json:"code"`
+	Key           *Key     `json:"key"`
+	MissingScopes []string `json:"missing_scopes"`
+}

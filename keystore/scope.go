@@ -1,0 +1,140 @@
+package keystore
+
+import (
+	"slices"
+	"strings"
+	"unicode"
+)
+
+// ScopeAdmin grants every scope.
+const ScopeAdmin = "admin"
+
+// AllScopes lists the platform's scopes in their canonical order.
+var AllScopes = []string{
+	"bots:read", "bots:write",
+	"integrations:read", "integrations:write",
+	"channels:read", "channels:write",
+	"conversations:read", "conversations:write",
+	"agent-loops:read", "agent-loops:write",
+	ScopeAdmin,
+}
+
+// ValidScope reports whether s is one of AllScopes (not a pattern).
+func ValidScope(s string) bool { return slices.Contains(AllScopes, s) }
+
+// ExpandScopes turns scopes and patterns ("bots:*", "*:read", "*") into a
+// sorted, de-duplicated list of scopes in canonical order. Each argument may
+// also hold several scopes separated by commas or white space. An unknown
+// scope is an EINVALID error naming the nearest valid scope or pattern.
+func ExpandScopes(args []string) ([]string, error) {
+	want := map[string]bool{}
+	for _, arg := range args {
+		for _, s := range strings.FieldsFunc(arg, isScopeSeparator) {
+			matched, err := expandScope(s)
+			if err != nil {
+				return nil, err
+			}
+			for _, m := range matched {
+				want[m] = true
+			}
+		}
+	}
+	var out []string
+	for _, s := range AllScopes {
+		if want[s] {
+			out = append(out, s)
+		}
+	}
+	return out, nil
+}
+
+// isScopeSeparator splits lists such as "bots:read, channels:read" and
+// newline-separated lists read from a file or variable.
+func isScopeSeparator(r rune) bool { return r == ',' || unicode.IsSpace(r) }
+
+func expandScope(s string) ([]string, error) {
+	if s == "*" {
+		return AllScopes, nil
+	}
+	if ValidScope(s) {
+		return []string{s}, nil
+	}
+	resource, action, ok := strings.Cut(s, ":")
+	if ok && (resource == "*" || action == "*") {
+		var out []string
+		for _, c := range AllScopes {
+			r, a, _ := strings.Cut(c, ":")
+			if a != "" && (resource == "*" || resource == r) && (action == "*" || action == a) {
+				out = append(out, c)
+			}
+		}
+		if len(out) > 0 {
+			return out, nil
+		}
+	}
+	return nil, Errorf(EINVALID, "unknown scope %q (did you mean %s?)", truncate(s, 40), NearestScope(s))
+}
+
+// Grants reports whether a key holding scopes may act with scope want.
+// admin grants everything; :write does not imply :read.
+func Grants(scopes []string, want string) bool {
+	return slices.Contains(scopes, ScopeAdmin) || slices.Contains(scopes, want)
+}
+
+// MissingScopes returns the scopes of want that held does not grant.
+func MissingScopes(held, want []string) []string {
+	missing := []string{}
+	for _, w := range want {
+		if !Grants(held, w) {
+			missing = append(missing, w)
+		}
+	}
+	return missing
+}
+
+// NearestScope returns the valid scope or pattern closest to s by edit distance.
+func NearestScope(s string) string {
+	candidates := append(slices.Clone(AllScopes), "*")
+	for _, c := range AllScopes {
+		r, a, ok := strings.Cut(c, ":")
+		if !ok {
+			continue
+		}
+		for _, p := range []string{r + ":*", "*:" + a} {
+			if !slices.Contains(candidates, p) {
+				candidates = append(candidates, p)
+			}
+		}
+	}
+	lower := strings.ToLower(s)
+	best, bestDist := "", -1
+	for _, c := range candidates {
+		if d := editDistance(lower, c); bestDist < 0 || d < bestDist {
+			best, bestDist = c, d
+		}
+	}
+	return best
+}
+
+func editDistance(a, b string) int {
+	if len(a) > 100 {
+		a = a[:100]
+	}
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}

@@ -1,0 +1,490 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"iter"
+	"maps"
+	"strings"
+	"time"
+
+	"github.com/chatbotplatform/keyctl/keystore"
+)
+
+// keyColumns are the columns scanKey reads, in its order.
+const keyColumns = `id, name, environment, scopes, hint, created_at, expires_at,
+	revoked_at, last_used_at, rotated_from, rotated_to, metadata`
+
+// clock returns the current time as the store keeps it: UTC, whole seconds.
+func (s *Store) clock() time.Time { return s.nowFn().UTC().Truncate(time.Second) }
+
+// Create makes a key and records its creation in the audit log, in one
+// transaction.
+func (s *Store) Create(ctx context.Context, p keystore.CreateParams) (*keystore.Key, error) {
+	now := s.clock()
+	// Cut the expiry to whole seconds before validation, so that one within
+	// the current second is refused rather than stored as already past.
+	if p.ExpiresAt != nil {
+		e := p.ExpiresAt.UTC().Truncate(time.Second)
+		p.ExpiresAt = &e
+	}
+	if err := p.Validate(now); err != nil {
+		return nil, err
+	}
+	k, err := s.newKey(p.Name, p.Environment, p.Scopes, p.ExpiresAt, p.Metadata, now)
+	if err != nil {
+		return nil, err
+	}
+	err = s.inTx(ctx, "create key", func(tx *sql.Tx) error {
+		if err := insertKey(ctx, tx, k); err != nil {
+			return err
+		}
+		return s.record(ctx, tx, now, keystore.ActionCreate, k.ID, map[string]any{
+			"name": k.Name, "environment": k.Environment, "scopes": k.Scopes,
+		})
+	})
+	if err != nil {
+		return nil, err
+	}
+	return k, nil
+}
+
+// Get returns a key without its secret.
+func (s *Store) Get(ctx context.Context, id string) (*keystore.Key, error) {
+	if err := keystore.CheckID(id); err != nil {
+		return nil, err
+	}
+	k, err := getKey(ctx, s.db, id, s.clock())
+	if err != nil {
+		return nil, s.fail(ctx, "get key "+id, err)
+	}
+	return k, nil
+}
+
+// List yields keys newest first, one row at a time.
+func (s *Store) List(ctx context.Context, opts keystore.ListOptions) iter.Seq2[*keystore.Key, error] {
+	return func(yield func(*keystore.Key, error) bool) {
+		const op = "list keys"
+		now := s.clock()
+		cond, args, err := where(opts.ListFilter, now)
+		if err == nil && (opts.Offset < 0 || opts.Limit < 0) {
+			err = keystore.Errorf(keystore.EINVALID, "offset and limit must not be negative")
+		}
+		if err != nil {
+			yield(nil, err)
+			return
+		}
+		limit := opts.Limit
+		if limit == 0 {
+			limit = -1 // SQLite's "no limit"
+		}
+		rows, err := s.db.QueryContext(ctx,
+			"SELECT "+keyColumns+" FROM keys"+cond+" ORDER BY created_at DESC, rowid DESC LIMIT ? OFFSET ?",
+			append(args, limit, opts.Offset)...)
+		if err != nil {
+			yield(nil, s.fail(ctx, op, err))
+			return
+		}
+		defer rows.Close()
+		for rows.Next() {
+			k, err := scanKey(rows, now)
+			if err != nil {
+				yield(nil, s.fail(ctx, op, err))
+				return
+			}
+			if !yield(k, nil) {
+				return
+			}
+		}
+		if err := rows.Err(); err != nil {
+			yield(nil, s.fail(ctx, op, err))
+		}
+	}
+}
+
+// Count returns how many keys match f.
+func (s *Store) Count(ctx context.Context, f keystore.ListFilter) (int, error) {
+	cond, args, err := where(f, s.clock())
+	if err != nil {
+		return 0, err
+	}
+	var n int
+	if err := s.db.QueryRowContext(ctx, "SELECT count(*) FROM keys"+cond, args...).Scan(&n); err != nil {
+		return 0, s.fail(ctx, "count keys", err)
+	}
+	return n, nil
+}
+
+// Rotate makes the successor of key id. The successor has no expiry when the
+// old key had none; otherwise it gets the old key's full lifetime
+// (expires_at - created_at) again, counted from now.
+func (s *Store) Rotate(ctx context.Context, id string, opts keystore.RotateOptions) (*keystore.Key, error) {
+	if err := keystore.CheckID(id); err != nil {
+		return nil, err
+	}
+	if opts.Grace < 0 {
+		return nil, keystore.Errorf(keystore.EINVALID, "grace period must not be negative")
+	}
+	now := s.clock()
+	var nk *keystore.Key
+	err := s.inTx(ctx, "rotate key "+id, func(tx *sql.Tx) error {
+		old, err := getKey(ctx, tx, id, now)
+		if err != nil {
+			return err
+		}
+		if old.RotatedTo != nil {
+			return keystore.Errorf(keystore.ECONFLICT, "key %s was already rotated to %s", id, *old.RotatedTo)
+		}
+		if old.RevokedAt != nil {
+			return keystore.Errorf(keystore.ECONFLICT, "key %s is revoked", id)
+		}
+		var expires *time.Time
+		if old.ExpiresAt != nil {
+			e := now.Add(old.ExpiresAt.Sub(old.CreatedAt))
+			expires = &e
+		}
+		nk, err = s.newKey(old.Name, old.Environment, old.Scopes, expires, old.Metadata, now)
+		if err != nil {
+			return err
+		}
+		nk.RotatedFrom = &old.ID
+		if err := insertKey(ctx, tx, nk); err != nil {
+			return err
+		}
+
+		// End the old key at once, or at the end of the grace period unless
+		// it expires sooner.
+		revokedAt, expiresAt := old.RevokedAt, old.ExpiresAt
+		if opts.Grace == 0 {
+			revokedAt = &now
+		} else if end := now.Add(opts.Grace).Truncate(time.Second); expiresAt == nil || end.Before(*expiresAt) {
+			expiresAt = &end
+		}
+		// The guard makes a second rotation of the same key fail even if
+		// it raced past the check above.
+		res, err := tx.ExecContext(ctx,
+			`UPDATE keys SET rotated_to = ?, revoked_at = ?, expires_at = ?
+			 WHERE id = ? AND rotated_to IS NULL AND revoked_at IS NULL`,
+			nk.ID, unix(revokedAt), unix(expiresAt), id)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return err
+		} else if n != 1 {
+			return keystore.Errorf(keystore.ECONFLICT, "key %s was rotated or revoked meanwhile", id)
+		}
+		return s.record(ctx, tx, now, keystore.ActionRotate, id, map[string]any{
+			"new_key_id": nk.ID, "grace_seconds": int64(opts.Grace / time.Second),
+		})
+	})
+	if err != nil {
+		return nil, err
+	}
+	return nk, nil
+}
+
+// Revoke stops key id at once. Revoking it again changes nothing and records
+// no second event.
+func (s *Store) Revoke(ctx context.Context, id string) (*keystore.Key, error) {
+	if err := keystore.CheckID(id); err != nil {
+		return nil, err
+	}
+	now := s.clock()
+	var k *keystore.Key
+	err := s.inTx(ctx, "revoke key "+id, func(tx *sql.Tx) error {
+		var err error
+		if k, err = getKey(ctx, tx, id, now); err != nil || k.RevokedAt != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, "UPDATE keys SET revoked_at = ? WHERE id = ?", now.Unix(), id); err != nil {
+			return err
+		}
+		k.RevokedAt = &now
+		k.Status = k.StatusAt(now)
+		return s.record(ctx, tx, now, keystore.ActionRevoke, id, map[string]any{})
+	})
+	if err != nil {
+		return nil, err
+	}
+	return k, nil
+}
+
+// Verify checks secret and records the last use of a key that may be used.
+func (s *Store) Verify(ctx context.Context, secret string, scopes []string) (*keystore.Verification, error) {
+	for _, sc := range scopes {
+		if !keystore.ValidScope(sc) {
+			return nil, keystore.Errorf(keystore.EINVALID, "unknown scope %q (did you mean %s?)", short(sc), keystore.NearestScope(sc))
+		}
+	}
+	if _, err := keystore.ParseToken(secret); err != nil {
+		return keystore.InvalidFormat(), nil
+	}
+	const op = "verify key"
+	now := s.clock()
+	hash := keystore.HashToken(secret)
+	k, err := scanKey(s.db.QueryRowContext(ctx, "SELECT "+keyColumns+" FROM keys WHERE secret_hash = ?", hash[:]), now)
+	if errors.Is(err, sql.ErrNoRows) {
+		k, err = nil, nil
+	}
+	if err != nil {
+		return nil, s.fail(ctx, op, err)
+	}
+	v := keystore.Judge(k, now, scopes)
+	if v.Valid || v.Code == keystore.CodeInsufficientScope {
+		// At most one write per key and second, however often it is used.
+		_, err := s.db.ExecContext(ctx,
+			"UPDATE keys SET last_used_at = ? WHERE id = ? AND (last_used_at IS NULL OR last_used_at < ?)",
+			now.Unix(), k.ID, now.Unix())
+		if err != nil {
+			return nil, s.fail(ctx, op, err)
+		}
+		k.LastUsedAt = &now
+	}
+	return v, nil
+}
+
+// Audit returns events oldest first; with keyID, those of that key and the
+// rotation that made it.
+func (s *Store) Audit(ctx context.Context, keyID string) ([]keystore.Event, error) {
+	const op = "read audit log"
+	query := "SELECT id, at, actor, action, key_id, details FROM audit_events"
+	var args []any
+	if keyID != "" {
+		if err := keystore.CheckID(keyID); err != nil {
+			return nil, err
+		}
+		query += " WHERE key_id = ? OR json_extract(details, '$.new_key_id') = ?"
+		args = append(args, keyID, keyID)
+	}
+	rows, err := s.db.QueryContext(ctx, query+" ORDER BY seq", args...)
+	if err != nil {
+		return nil, s.fail(ctx, op, err)
+	}
+	defer rows.Close()
+	events := []keystore.Event{}
+	for rows.Next() {
+		var (
+			e       keystore.Event
+			at      int64
+			details string
+		)
+		if err := rows.Scan(&e.ID, &at, &e.Actor, &e.Action, &e.KeyID, &details); err != nil {
+			return nil, s.fail(ctx, op, err)
+		}
+		e.At = time.Unix(at, 0).UTC()
+		if err := json.Unmarshal([]byte(details), &e.Details); err != nil {
+			return nil, s.fail(ctx, op, err)
+		}
+		events = append(events, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, s.fail(ctx, op, err)
+	}
+	return events, nil
+}
+
+// inTx runs fn in one write transaction (BEGIN IMMEDIATE, from the DSN) and
+// commits when fn succeeds.
+func (s *Store) inTx(ctx context.Context, op string, fn func(*sql.Tx) error) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return s.fail(ctx, op, err)
+	}
+	defer tx.Rollback()
+	if err := fn(tx); err != nil {
+		return s.fail(ctx, op, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return s.fail(ctx, op, err)
+	}
+	return nil
+}
+
+// newKey makes a key record with a fresh ID and secret; it stores nothing.
+func (s *Store) newKey(name, env string, scopes []string, expires *time.Time, metadata map[string]string, now time.Time) (*keystore.Key, error) {
+	id, err := keystore.NewID(s.rand)
+	if err != nil {
+		return nil, err
+	}
+	secret, err := keystore.NewToken(env, s.rand)
+	if err != nil {
+		return nil, err
+	}
+	if metadata == nil {
+		metadata = map[string]string{}
+	}
+	k := &keystore.Key{
+		ID:          id,
+		Name:        name,
+		Environment: env,
+		Scopes:      append([]string(nil), scopes...),
+		Hint:        keystore.Hint(secret),
+		CreatedAt:   now,
+		ExpiresAt:   expires,
+		Metadata:    maps.Clone(metadata),
+		Secret:      secret,
+	}
+	k.Status = k.StatusAt(now)
+	return k, nil
+}
+
+// insertKey stores k, keeping only the SHA-256 of its secret.
+func insertKey(ctx context.Context, tx *sql.Tx, k *keystore.Key) error {
+	meta, err := json.Marshal(k.Metadata)
+	if err != nil {
+		return err
+	}
+	hash := keystore.HashToken(k.Secret)
+	_, err = tx.ExecContext(ctx,
+		`INSERT INTO keys (id, name, environment, scopes, secret_hash, hint, created_at, expires_at, rotated_from, metadata)
+		 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		k.ID, k.Name, k.Environment, strings.Join(k.Scopes, " "), hash[:], k.Hint,
+		k.CreatedAt.Unix(), unix(k.ExpiresAt), k.RotatedFrom, string(meta))
+	return err
+}
+
+// record appends an event to the audit log, in the caller's transaction.
+func (s *Store) record(ctx context.Context, tx *sql.Tx, now time.Time, action, keyID string, details map[string]any) error {
+	id, err := keystore.NewID(s.rand)
+	if err != nil {
+		return err
+	}
+	// An event ID has a key ID's shape under its own prefix.
+	id = "evt_" + strings.TrimPrefix(id, "key_")
+	js, err := json.Marshal(details)
+	if err != nil {
+		return err
+	}
+	_, err = tx.ExecContext(ctx,
+		"INSERT INTO audit_events (id, at, actor, action, key_id, details) VALUES (?, ?, ?, ?, ?, ?)",
+		id, now.Unix(), keystore.Actor(ctx), action, keyID, string(js))
+	return err
+}
+
+type querier interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// getKey loads key id, ENOTFOUND when there is none.
+func getKey(ctx context.Context, q querier, id string, now time.Time) (*keystore.Key, error) {
+	k, err := scanKey(q.QueryRowContext(ctx, "SELECT "+keyColumns+" FROM keys WHERE id = ?", id), now)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, keystore.Errorf(keystore.ENOTFOUND, "key %s not found", id)
+	}
+	return k, err
+}
+
+// scanKey reads a row of keyColumns and computes the key's status at now.
+func scanKey(row interface{ Scan(...any) error }, now time.Time) (*keystore.Key, error) {
+	var (
+		k                          keystore.Key
+		scopes, metadata           string
+		created                    int64
+		expires, revoked, lastUsed sql.NullInt64
+		from, to                   sql.NullString
+	)
+	err := row.Scan(&k.ID, &k.Name, &k.Environment, &scopes, &k.Hint, &created,
+		&expires, &revoked, &lastUsed, &from, &to, &metadata)
+	if err != nil {
+		return nil, err
+	}
+	if err := json.Unmarshal([]byte(metadata), &k.Metadata); err != nil {
+		return nil, err
+	}
+	if k.Metadata == nil {
+		k.Metadata = map[string]string{}
+	}
+	k.Scopes = strings.Fields(scopes)
+	k.CreatedAt = time.Unix(created, 0).UTC()
+	k.ExpiresAt, k.RevokedAt, k.LastUsedAt = timePtr(expires), timePtr(revoked), timePtr(lastUsed)
+	if from.Valid {
+		k.RotatedFrom = &from.String
+	}
+	if to.Valid {
+		k.RotatedTo = &to.String
+	}
+	k.Status = k.StatusAt(now)
+	return &k, nil
+}
+
+// where turns a filter into an SQL condition and its arguments. The status
+// conditions say what Key.StatusAt says, in SQL.
+func where(f keystore.ListFilter, now time.Time) (string, []any, error) {
+	const (
+		revoked = "(revoked_at IS NOT NULL AND revoked_at <= ?)"
+		expired = "(expires_at IS NOT NULL AND expires_at <= ?)"
+	)
+	var (
+		conds []string
+		args  []any
+		t     = now.Unix()
+	)
+	switch f.Status {
+	case "":
+	case keystore.StatusRevoked:
+		conds, args = append(conds, revoked), append(args, t)
+	case keystore.StatusExpired:
+		conds, args = append(conds, "NOT "+revoked+" AND "+expired), append(args, t, t)
+	case keystore.StatusActive:
+		conds, args = append(conds, "NOT "+revoked+" AND NOT "+expired), append(args, t, t)
+	default:
+		return "", nil, keystore.Errorf(keystore.EINVALID, "unknown status %q (want active, expired or revoked)", short(f.Status))
+	}
+	if f.Environment != "" {
+		if !keystore.ValidEnv(f.Environment) {
+			return "", nil, keystore.Errorf(keystore.EINVALID, "unknown environment %q (want live or test)", short(f.Environment))
+		}
+		conds, args = append(conds, "environment = ?"), append(args, f.Environment)
+	}
+	if f.Scope != "" {
+		if !keystore.ValidScope(f.Scope) {
+			return "", nil, keystore.Errorf(keystore.EINVALID, "unknown scope %q (did you mean %s?)", short(f.Scope), keystore.NearestScope(f.Scope))
+		}
+		// Padding the space-separated list with spaces makes every match a
+		// whole scope.
+		conds = append(conds, "(instr(' ' || scopes || ' ', ?) > 0 OR instr(' ' || scopes || ' ', ?) > 0)")
+		args = append(args, " "+f.Scope+" ", " "+keystore.ScopeAdmin+" ")
+	}
+	if !f.CreatedBefore.IsZero() {
+		// created_at is whole seconds: second S is before time T when S < T,
+		// that is when S < T rounded up.
+		cut := f.CreatedBefore.Unix()
+		if f.CreatedBefore.Nanosecond() > 0 {
+			cut++
+		}
+		conds, args = append(conds, "created_at < ?"), append(args, cut)
+	}
+	if f.Rotatable {
+		conds = append(conds, "rotated_to IS NULL AND revoked_at IS NULL")
+	}
+	if len(conds) == 0 {
+		return "", nil, nil
+	}
+	return " WHERE (" + strings.Join(conds, ") AND (") + ")", args, nil
+}
+
+func unix(t *time.Time) any {
+	if t == nil {
+		return nil
+	}
+	return t.Unix()
+}
+
+func timePtr(v sql.NullInt64) *time.Time {
+	if !v.Valid {
+		return nil
+	}
+	t := time.Unix(v.Int64, 0).UTC()
+	return &t
+}
+
+// short keeps a message one readable line when the input is long.
+func short(s string) string {
+	if len(s) > 40 {
+		return s[:40] + "…"
+	}
+	return s
+}

@@ -1,0 +1,140 @@
+package keystore
+
+import (
+	"context"
+	"iter"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+)
+
+// CreateParams describes a new key. Scopes must already be expanded.
+type CreateParams struct {
+	Name        string            `json:"name"`
+	Scopes      []string          `json:"scopes"`
+	Environment string            `json:"environment"`
+	ExpiresAt   *time.Time        `json:"expires_at"`
+	Metadata    map[string]string `json:"metadata"`
+}
+
+// Validate checks p and fills its defaults (environment live).
+func (p *CreateParams) Validate(now time.Time) error {
+	if strings.TrimSpace(p.Name) == "" {
+		return Errorf(EINVALID, "a key needs a name (1 to 100 characters)")
+	}
+	if n := utf8.RuneCountInString(p.Name); n > 100 {
+		return Errorf(EINVALID, "name too long: %d characters, at most 100", n)
+	}
+	if !utf8.ValidString(p.Name) || strings.ContainsFunc(p.Name, unicode.IsControl) {
+		return Errorf(EINVALID, "a name must be text without control characters such as newlines or tabs")
+	}
+	if p.Environment == "" {
+		p.Environment = EnvLive
+	}
+	if !ValidEnv(p.Environment) {
+		return Errorf(EINVALID, "unknown environment %q (want live or test)", truncate(p.Environment, 20))
+	}
+	if len(p.Scopes) == 0 {
+		return Errorf(EINVALID, "a key needs at least one scope")
+	}
+	for _, s := range p.Scopes {
+		if !ValidScope(s) {
+			return Errorf(EINVALID, "unknown scope %q (did you mean %s?)", truncate(s, 40), NearestScope(s))
+		}
+	}
+	if p.ExpiresAt != nil && !p.ExpiresAt.After(now) {
+		return Errorf(EINVALID, "expiry %s is not in the future", p.ExpiresAt.UTC().Format(time.RFC3339))
+	}
+	for k, v := range p.Metadata {
+		if k == "" {
+			return Errorf(EINVALID, "metadata key must not be empty")
+		}
+		if len(k) > 40 || len(v) > 500 {
+			return Errorf(EINVALID, "metadata %q too long (keys at most 40, values at most 500 bytes)", truncate(k, 40))
+		}
+	}
+	if len(p.Metadata) > 50 {
+		return Errorf(EINVALID, "too much metadata: %d entries, at most 50", len(p.Metadata))
+	}
+	return nil
+}
+
+// ListFilter selects keys. Zero fields select everything.
+type ListFilter struct {
+	Status        string    // active, expired or revoked
+	Environment   string    // live or test
+	Scope         string    // keys granted this scope (admin grants all)
+	CreatedBefore time.Time // keys created before this time
+	Rotatable     bool      // only keys not yet rotated and not revoked
+}
+
+// ListOptions adds paging to a filter. Keys come newest first.
+type ListOptions struct {
+	ListFilter
+	Offset int
+	Limit  int // 0: no limit
+}
+
+// RotateOptions controls a rotation.
+type RotateOptions struct {
+	// Grace keeps the old key working for this long; 0 stops it at once.
+	Grace time.Duration
+}
+
+// Store keeps API keys. Every implementation must pass keystore/storetest.
+// Errors are *Error values; the codes each method may return are listed.
+type Store interface {
+	// Create makes a key and returns it with its Secret set.
+	// EINVALID for bad params.
+	Create(ctx context.Context, p CreateParams) (*Key, error)
+
+	// Get returns the key with the given ID, without its secret.
+	// EINVALID for a malformed ID, ENOTFOUND for an unknown one.
+	Get(ctx context.Context, id string) (*Key, error)
+
+	// List yields keys newest first. It streams: memory does not grow
+	// with the number of keys. EINVALID for a bad filter.
+	List(ctx context.Context, opts ListOptions) iter.Seq2[*Key, error]
+
+	// Count returns how many keys match f.
+	Count(ctx context.Context, f ListFilter) (int, error)
+
+	// Rotate makes a successor with the same name, scopes, environment and
+	// metadata, links the two keys, and ends the old key at once or after
+	// the grace period, all in one transaction. It returns the new key with
+	// its Secret set. EINVALID, ENOTFOUND, and ECONFLICT when the key was
+	// already rotated or is revoked.
+	Rotate(ctx context.Context, id string, opts RotateOptions) (*Key, error)
+
+	// Revoke stops the key at once. Revoking a revoked key is not an error.
+	// EINVALID, ENOTFOUND.
+	Revoke(ctx context.Context, id string) (*Key, error)
+
+	// Verify checks a secret and, when it belongs to a usable key, records
+	// the key's last use. A key that is not valid is a result, not an error.
+	Verify(ctx context.Context, secret string, scopes []string) (*Verification, error)
+
+	// Audit returns events oldest first, only those of keyID when set
+	// (including rotations to or from it). EINVALID for a malformed ID.
+	Audit(ctx context.Context, keyID string) ([]Event, error)
+
+	// Close releases the store's resources.
+	Close() error
+}
+
+type actorKey struct{}
+
+// WithActor returns a context that names who makes the changes recorded in
+// the audit log.
+func WithActor(ctx context.Context, actor string) context.Context {
+	return context.WithValue(ctx, actorKey{}, actor)
+}
+
+// Actor returns the actor of ctx, or "unknown".
+func Actor(ctx context.Context) string {
+	if a, ok := ctx.Value(actorKey{}).(string); ok && a != "" {
+		return a
+	}
+	return "unknown"
+}

@@ -1,0 +1,167 @@
+package keystore
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"hash/crc32"
+	"io"
+	"strings"
+	"unicode/utf8"
+)
+
+const (
+	base62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+	tokenRandomLen = 32
+	tokenCheckLen  = 6
+	// TokenLen is the length of every secret: "sk_live_" or "sk_test_",
+	// 32 random characters and a 6-character checksum.
+	TokenLen = len("sk_live_") + tokenRandomLen + tokenCheckLen
+
+	idPrefix    = "key_"
+	idRandomLen = 16
+	// IDLen is the length of a public key ID.
+	IDLen = len(idPrefix) + idRandomLen
+)
+
+// Environments a key can belong to.
+const (
+	EnvLive = "live"
+	EnvTest = "test"
+)
+
+// ValidEnv reports whether env is a known environment.
+func ValidEnv(env string) bool { return env == EnvLive || env == EnvTest }
+
+// randomBase62 returns n characters drawn uniformly from base62, using
+// rejection sampling so that no character is more likely than another.
+func randomBase62(r io.Reader, n int) (string, error) {
+	if r == nil {
+		r = rand.Reader
+	}
+	out := make([]byte, 0, n)
+	buf := make([]byte, n+n/2)
+	for len(out) < n {
+		if _, err := io.ReadFull(r, buf); err != nil {
+			return "", Errorf(EINTERNAL, "read random bytes: %v", err)
+		}
+		for _, b := range buf {
+			if b < 248 { // 248 = 4*62: keeps the draw uniform
+				out = append(out, base62[b%62])
+				if len(out) == n {
+					break
+				}
+			}
+		}
+	}
+	return string(out), nil
+}
+
+// checksum is CRC32 (IEEE) of s in base62, left-padded with 0 to 6 chars.
+func checksum(s string) string {
+	v := crc32.ChecksumIEEE([]byte(s))
+	var b [tokenCheckLen]byte
+	for i := tokenCheckLen - 1; i >= 0; i-- {
+		b[i] = base62[v%62]
+		v /= 62
+	}
+	return string(b[:])
+}
+
+// NewToken returns a fresh secret for env, reading randomness from r
+// (crypto/rand when r is nil).
+func NewToken(env string, r io.Reader) (string, error) {
+	if !ValidEnv(env) {
+		return "", Errorf(EINVALID, "unknown environment %q (want live or test)", env)
+	}
+	random, err := randomBase62(r, tokenRandomLen)
+	if err != nil {
+		return "", err
+	}
+	body := "sk_" + env + "_" + random
+	return body + checksum(body), nil
+}
+
+// NewID returns a fresh public key ID, reading randomness from r.
+func NewID(r io.Reader) (string, error) {
+	random, err := randomBase62(r, idRandomLen)
+	if err != nil {
+		return "", err
+	}
+	return idPrefix + random, nil
+}
+
+func isBase62(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('0' <= c && c <= '9' || 'A' <= c && c <= 'Z' || 'a' <= c && c <= 'z') {
+			return false
+		}
+	}
+	return true
+}
+
+// ParseToken checks a secret strictly, offline: prefix, environment,
+// character set, length and checksum. It returns the environment. The error
+// never repeats the token.
+func ParseToken(token string) (env string, err error) {
+	bad := func(why string) (string, error) {
+		return "", Errorf(EINVALID, "wrong key format: %s", why)
+	}
+	switch {
+	case strings.HasPrefix(token, "sk_live_"):
+		env = EnvLive
+	case strings.HasPrefix(token, "sk_test_"):
+		env = EnvTest
+	default:
+		return bad("a key starts with sk_live_ or sk_test_")
+	}
+	if len(token) != TokenLen {
+		return bad("a key is 46 characters long")
+	}
+	rest := token[len("sk_live_"):]
+	if !isBase62(rest) {
+		return bad("unexpected character")
+	}
+	body, check := token[:TokenLen-tokenCheckLen], token[TokenLen-tokenCheckLen:]
+	if checksum(body) != check {
+		return bad("checksum does not match (mistyped or truncated key?)")
+	}
+	return env, nil
+}
+
+// ValidID reports whether id has the shape of a public key ID.
+func ValidID(id string) bool {
+	return len(id) == IDLen && strings.HasPrefix(id, idPrefix) && isBase62(id[len(idPrefix):])
+}
+
+// CheckID returns an EINVALID error for a malformed key ID.
+func CheckID(id string) error {
+	if !ValidID(id) {
+		return Errorf(EINVALID, "malformed key id %q (want key_ and 16 letters or digits)", truncate(id, 40))
+	}
+	return nil
+}
+
+// HashToken is what a store keeps instead of the secret.
+func HashToken(token string) [32]byte { return sha256.Sum256([]byte(token)) }
+
+// Hint is the display form of a secret: its first 12 and last 4 characters.
+func Hint(token string) string {
+	if len(token) < 16 {
+		return "…"
+	}
+	return token[:12] + "…" + token[len(token)-4:]
+}
+
+// truncate shortens s to at most n bytes plus "…", cutting on a character
+// boundary so that a message never shows half a UTF-8 sequence.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
+}
