@@ -135,12 +135,17 @@ func ValidID(id string) bool {
 	return len(id) == IDLen && strings.HasPrefix(id, idPrefix) && isBase62(id[len(idPrefix):])
 }
 
-// CheckID returns an EINVALID error for a malformed key ID.
+// CheckID returns an EINVALID error for a malformed key ID. The message
+// shows the start of the ID, unless it is a secret given by mistake: the
+// first 40 characters of a secret are all of it but its checksum.
 func CheckID(id string) error {
-	if !ValidID(id) {
-		return Errorf(EINVALID, "malformed key id %q (want key_ and 16 letters or digits)", truncate(id, 40))
+	if ValidID(id) {
+		return nil
 	}
-	return nil
+	if strings.Contains(id, "sk_") {
+		return Errorf(EINVALID, "malformed key id: that is a secret key, not its ID (want key_ and 16 letters or digits)")
+	}
+	return Errorf(EINVALID, "malformed key id %q (want key_ and 16 letters or digits)", truncate(id, 40))
 }
 
 // HashToken is what a store keeps instead of the secret.

@@ -373,6 +373,25 @@ func TestCheckIDRejects(t *testing.T) {
 	}
 }
 
+// A secret pasted where an ID belongs must not be echoed: its first 40
+// characters are the whole secret but for the checksum, which anyone can
+// compute.
+func TestCheckIDDoesNotEchoSecrets(t *testing.T) {
+	secret, err := keystore.NewToken(keystore.EnvLive, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{secret, secret[:30], " " + secret[:20], "sk_test_" + secret[8:]} {
+		e := wantCode(t, keystore.CheckID(id), keystore.EINVALID)
+		if strings.Contains(e.Message, secret[8:16]) {
+			t.Errorf("CheckID(%q) message %q shows the secret", id, e.Message)
+		}
+		if !strings.HasPrefix(e.Message, "malformed key id") {
+			t.Errorf("CheckID(%q) message = %q", id, e.Message)
+		}
+	}
+}
+
 func TestCheckIDShortensOnRuneBoundary(t *testing.T) {
 	// A long ID is cut in the message; the cut must not split a character
 	// into escaped bytes like "\xe2\x82".
