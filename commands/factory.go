@@ -1,0 +1,74 @@
+package commands
+
+import (
+	"context"
+	"os"
+	"os/user"
+	"time"
+
+	"github.com/chatbotplatform/keyctl/keystore"
+	"github.com/chatbotplatform/keyctl/keystore/sqlite"
+	"github.com/chatbotplatform/keyctl/output"
+)
+
+// Factory builds what commands need, lazily. It is the only place that
+// knows which store to open.
+type Factory struct {
+	IO  *output.IOStreams
+	Now func() time.Time
+
+	// Settings are resolved by the root command before any command runs.
+	Settings *Settings
+
+	// Store opens the configured store once; later calls return the same one.
+	Store func() (keystore.Store, error)
+
+	store keystore.Store
+}
+
+// NewFactory returns a Factory for the given streams and clock.
+func NewFactory(io *output.IOStreams, now func() time.Time) *Factory {
+	f := &Factory{IO: io, Now: now, Settings: &Settings{}}
+	f.Store = func() (keystore.Store, error) {
+		if f.store != nil {
+			return f.store, nil
+		}
+		s, err := f.openStore()
+		if err != nil {
+			return nil, err
+		}
+		f.store = s
+		return s, nil
+	}
+	return f
+}
+
+func (f *Factory) openStore() (keystore.Store, error) {
+	if f.Settings.APIURL != "" {
+		return nil, keystore.Errorf(keystore.EUNAVAILABLE, "the remote store (--api-url) is not available in this build")
+	}
+	return sqlite.Open(f.Settings.StorePath, sqlite.Options{Now: f.Now})
+}
+
+// Close closes the store if one was opened.
+func (f *Factory) Close() error {
+	if f.store == nil {
+		return nil
+	}
+	return f.store.Close()
+}
+
+// Context returns ctx with the local actor (the OS user) for the audit log.
+func (f *Factory) Context(ctx context.Context) context.Context {
+	return keystore.WithActor(ctx, localActor())
+}
+
+func localActor() string {
+	if u, err := user.Current(); err == nil && u.Username != "" {
+		return u.Username
+	}
+	if u := os.Getenv("USER"); u != "" {
+		return u
+	}
+	return "unknown"
+}

@@ -1,0 +1,196 @@
+package commands
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+
+	"github.com/spf13/cobra"
+
+	"github.com/chatbotplatform/keyctl/keystore"
+	"github.com/chatbotplatform/keyctl/output"
+)
+
+// ListOptions are the inputs of keyctl list.
+type ListOptions struct {
+	f *Factory
+
+	Status    string
+	Env       string
+	Scope     string
+	OlderThan string
+	Limit     int
+	All       bool
+
+	Query keystore.ListOptions
+}
+
+// NewCmdList builds keyctl list.
+func NewCmdList(f *Factory, runF func(*ListOptions) error) *cobra.Command {
+	opts := &ListOptions{f: f}
+	cmd := &cobra.Command{
+		Use:   "list",
+		Short: "List API keys, newest first",
+		Long: `List API keys, newest first: the 50 newest by default, every key with --all.
+Filters combine. Secrets are never shown; the hint identifies a key.`,
+		Example: `  keyctl list
+  keyctl list --status active --env live --scope bots:write
+  keyctl list --older-than 90d -o json | jq -r '.[].id'
+  keyctl list --all -o jsonl > keys.jsonl`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := opts.resolve(cmd); err != nil {
+				return err
+			}
+			if runF != nil {
+				return runF(opts)
+			}
+			return listRun(cmd.Context(), opts)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&opts.Status, "status", "", "only keys with this status: active, expired or revoked")
+	fl.StringVar(&opts.Env, "env", "", "only keys of this environment: live or test")
+	fl.StringVar(&opts.Scope, "scope", "", "only keys granted this scope")
+	fl.StringVar(&opts.OlderThan, "older-than", "", "only keys created longer ago than this, such as 90d")
+	fl.IntVarP(&opts.Limit, "limit", "L", 50, "print at most this many keys")
+	fl.BoolVar(&opts.All, "all", false, "print every key (no limit)")
+	return cmd
+}
+
+func (opts *ListOptions) resolve(cmd *cobra.Command) error {
+	q := &opts.Query
+	filter, err := keyFilter(opts.f, opts.Status, opts.Env, opts.Scope, opts.OlderThan)
+	if err != nil {
+		return err
+	}
+	q.ListFilter = filter
+	if opts.All && flagChanged(cmd.Flags(), "limit") {
+		return usageError("use --limit or --all, not both")
+	}
+	if !opts.All {
+		if opts.Limit <= 0 {
+			return usageError("--limit must be at least 1 (use --all for every key)")
+		}
+		q.Limit = opts.Limit
+	}
+	return nil
+}
+
+// keyFilter checks the filter flags shared by list and batch rotate.
+func keyFilter(f *Factory, status, env, scope, olderThan string) (keystore.ListFilter, error) {
+	var lf keystore.ListFilter
+	if status != "" && !keystore.ValidStatus(status) {
+		return lf, usageError("invalid --status %q (want active, expired or revoked)", status)
+	}
+	lf.Status = status
+	if env != "" && !keystore.ValidEnv(env) {
+		return lf, usageError("invalid --env %q (want live or test)", env)
+	}
+	lf.Environment = env
+	if scope != "" {
+		if !keystore.ValidScope(scope) {
+			return lf, usageError("unknown scope %q (did you mean %s?)", scope, keystore.NearestScope(scope))
+		}
+		lf.Scope = scope
+	}
+	if olderThan != "" {
+		d, err := keystore.ParseDuration(olderThan)
+		if err != nil {
+			return lf, asUsage(err)
+		}
+		lf.CreatedBefore = f.Now().Add(-d)
+	}
+	return lf, nil
+}
+
+func listRun(ctx context.Context, opts *ListOptions) error {
+	f := opts.f
+	store, err := f.Store()
+	if err != nil {
+		return err
+	}
+	p := f.printer()
+	keys := store.List(ctx, opts.Query)
+	switch {
+	case p.jq != nil:
+		// A filter sees the whole array, so this path holds it in memory.
+		all := []any{}
+		for k, err := range keys {
+			if err != nil {
+				return asUsage(err)
+			}
+			all = append(all, k)
+		}
+		if p.format == output.FormatJSONL {
+			return p.json(all)
+		}
+		return output.WriteJSON(f.IO.Out, all, p.jq)
+	case p.format == output.FormatJSONL:
+		enc := json.NewEncoder(f.IO.Out)
+		enc.SetEscapeHTML(false)
+		for k, err := range keys {
+			if err != nil {
+				return asUsage(err)
+			}
+			if err := enc.Encode(k); err != nil {
+				return err
+			}
+		}
+		return nil
+	case p.format == output.FormatJSON:
+		return streamJSONArray(f.IO.Out, keys)
+	}
+	t := f.IO.NewTable(keyColumns...)
+	n := 0
+	for k, err := range keys {
+		if err != nil {
+			return asUsage(err)
+		}
+		p.keyRow(t, k)
+		n++
+	}
+	if n == 0 {
+		if f.IO.IsStderrTTY() {
+			notice(f.IO.ErrOut, "no keys match")
+		}
+		return nil
+	}
+	return t.Render()
+}
+
+// streamJSONArray writes keys as an indented JSON array one element at a
+// time, so memory stays flat however many keys there are.
+func streamJSONArray(w io.Writer, keys func(func(*keystore.Key, error) bool)) error {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("  ", "  ")
+	n := 0
+	for k, err := range keys {
+		if err != nil {
+			return asUsage(err)
+		}
+		buf.Reset()
+		if err := enc.Encode(k); err != nil {
+			return err
+		}
+		b := bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
+		sep := ",\n  "
+		if n == 0 {
+			sep = "[\n  "
+		}
+		if _, err := fmt.Fprintf(w, "%s%s", sep, b); err != nil {
+			return err
+		}
+		n++
+	}
+	if n == 0 {
+		_, err := io.WriteString(w, "[]\n")
+		return err
+	}
+	_, err := io.WriteString(w, "\n]\n")
+	return err
+}

@@ -1,0 +1,113 @@
+package commands
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/chatbotplatform/keyctl/keystore"
+)
+
+// RevokeOptions are the inputs of keyctl revoke.
+type RevokeOptions struct {
+	f   *Factory
+	IDs []string
+	Yes bool
+}
+
+// NewCmdRevoke builds keyctl revoke.
+func NewCmdRevoke(f *Factory, runF func(*RevokeOptions) error) *cobra.Command {
+	opts := &RevokeOptions{f: f}
+	cmd := &cobra.Command{
+		Use:   "revoke KEY_ID...",
+		Short: "Revoke API keys: they stop working at once",
+		Long: `Revoke one or more API keys. A revoked key stops working at once and cannot
+be restored. Revoking a key twice is not an error.
+
+On a terminal keyctl asks before revoking; elsewhere (scripts, CI) pass --yes.`,
+		Example: `  keyctl revoke key_3nF8a9QzLm2Xc7Pb
+  keyctl revoke --yes key_3nF8a9QzLm2Xc7Pb key_Zt5Yw1Qe8Rk2Lp0M`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return withHint(usageError("revoke needs at least one key ID"), "keyctl revoke KEY_ID...")
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			for _, id := range args {
+				if err := keystore.CheckID(id); err != nil {
+					return asUsage(err)
+				}
+			}
+			opts.IDs = args
+			if !opts.Yes && !f.IO.CanPrompt() {
+				return withHint(usageError("revoke needs --yes when not run on a terminal"), "keyctl revoke --yes "+strings.Join(args, " "))
+			}
+			if runF != nil {
+				return runF(opts)
+			}
+			return revokeRun(cmd.Context(), opts)
+		},
+	}
+	cmd.Flags().BoolVarP(&opts.Yes, "yes", "y", false, "revoke without asking")
+	return cmd
+}
+
+func revokeRun(ctx context.Context, opts *RevokeOptions) error {
+	f := opts.f
+	store, err := f.Store()
+	if err != nil {
+		return err
+	}
+	// Check every key exists before changing any: a typo in the third ID
+	// must not leave the first two revoked and the command failed.
+	keys := make([]*keystore.Key, 0, len(opts.IDs))
+	for _, id := range opts.IDs {
+		k, err := store.Get(ctx, id)
+		if err != nil {
+			return asUsage(err)
+		}
+		keys = append(keys, k)
+	}
+	if !opts.Yes {
+		names := make([]string, len(keys))
+		for i, k := range keys {
+			names[i] = fmt.Sprintf("%s (%s)", k.ID, k.Name)
+		}
+		fmt.Fprintf(f.IO.ErrOut, "Revoke %s? Clients using it stop working at once. [y/N] ", strings.Join(names, ", "))
+		answer, _ := bufio.NewReader(f.IO.In).ReadString('\n')
+		if a := strings.ToLower(strings.TrimSpace(answer)); a != "y" && a != "yes" {
+			fmt.Fprintln(f.IO.ErrOut, "nothing revoked")
+			return &silentError{code: exitError}
+		}
+	}
+	actx := f.Context(ctx)
+	revoked := make([]any, 0, len(keys))
+	for _, k := range keys {
+		r, err := store.Revoke(actx, k.ID)
+		if err != nil {
+			return asUsage(err)
+		}
+		revoked = append(revoked, r)
+		success(f.IO, "Revoked %s (%s)", r.ID, r.Name)
+	}
+	p := f.printer()
+	if p.isTable() {
+		if !f.IO.IsStdoutTTY() {
+			t := f.IO.NewTable()
+			for _, r := range revoked {
+				k := r.(*keystore.Key)
+				t.Row(k.ID, k.Name, k.Status, p.io.Time(k.RevokedAt, p.now))
+			}
+			return t.Render()
+		}
+		return nil
+	}
+	if len(revoked) == 1 {
+		return p.json(revoked[0])
+	}
+	return p.json(revoked)
+}

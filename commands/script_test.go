@@ -1,0 +1,100 @@
+package commands
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rogpeppe/go-internal/testscript"
+
+	"github.com/chatbotplatform/keyctl/output"
+)
+
+// TestMain lets scripts run keyctl as a real child process, in-process
+// code and all, with the clock taken from KEYCTL_TEST_NOW when a script
+// sets it (a hook that exists only in the test binary).
+func TestMain(m *testing.M) {
+	testscript.Main(m, map[string]func(){
+		"keyctl": func() {
+			now := time.Now
+			if s := os.Getenv("KEYCTL_TEST_NOW"); s != "" {
+				t, err := time.Parse(time.RFC3339, s)
+				if err != nil {
+					panic(err)
+				}
+				now = func() time.Time { return t }
+			}
+			os.Exit(run(output.System(), now, os.Args[1:]))
+		},
+	})
+}
+
+func TestScripts(t *testing.T) {
+	testscript.Run(t, testscript.Params{
+		Dir: filepath.Join("testdata", "script"),
+		Setup: func(env *testscript.Env) error {
+			home := env.WorkDir + "/home"
+			env.Setenv("HOME", home)
+			env.Setenv("XDG_CONFIG_HOME", home+"/.config")
+			env.Setenv("XDG_DATA_HOME", home+"/.local/share")
+			env.Setenv("NO_COLOR", "")
+			env.Setenv("USER", "tester")
+			return nil
+		},
+		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
+			"filemode": cmdFileMode,
+			"capture":  cmdCapture,
+			"exits":    cmdExits,
+		},
+	})
+}
+
+// cmdFileMode asserts a file's permission bits: filemode PATH 0600.
+func cmdFileMode(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 2 {
+		ts.Fatalf("usage: filemode PATH MODE")
+	}
+	info, err := os.Stat(ts.MkAbs(args[0]))
+	ts.Check(err)
+	got := fmt.Sprintf("%04o", info.Mode().Perm())
+	if (got == args[1]) == neg {
+		ts.Fatalf("%s has mode %s, want %s%s", args[0], got, map[bool]string{true: "not ", false: ""}[neg], args[1])
+	}
+}
+
+// cmdCapture sets an environment variable from the last command's stdout,
+// trimmed, so a script can use an ID or secret it was just given:
+// capture ID.
+func cmdCapture(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 1 || neg {
+		ts.Fatalf("usage: capture NAME")
+	}
+	ts.Setenv(args[0], strings.TrimSpace(ts.ReadFile("stdout")))
+}
+
+// cmdExits runs a command and asserts its exit status, which testscript's
+// own "! cmd" cannot: exits 2 keyctl create.
+func cmdExits(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) < 2 || neg {
+		ts.Fatalf("usage: exits STATUS COMMAND [ARGS...]")
+	}
+	want, err := strconv.Atoi(args[0])
+	ts.Check(err)
+	got := 0
+	if err := ts.Exec(args[1], args[2:]...); err != nil {
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) {
+			ts.Fatalf("run %s: %v", args[1], err)
+		}
+		got = ee.ExitCode()
+	}
+	if got != want {
+		ts.Fatalf("%s exited with status %d, want %d", args[1], got, want)
+	}
+}
