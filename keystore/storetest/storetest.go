@@ -7,6 +7,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"iter"
 	"maps"
 	"slices"
 	"strings"
@@ -17,13 +19,35 @@ import (
 	"github.com/chatbotplatform/keyctl/keystore"
 )
 
+// Harness is a store under test and what the suite must know about it.
+type Harness struct {
+	Store keystore.Store
+
+	// Actor returns the actor that the audit log records for a change made
+	// with a context naming actor (keystore.WithActor). Nil means actor
+	// itself; a store behind the HTTP API records the calling key's ID.
+	Actor func(actor string) string
+}
+
 // Run runs the suite. Each subtest gets a fresh, empty store from newStore,
 // which must read the time from clock; Run closes the store when the subtest
 // ends.
 func Run(t *testing.T, newStore func(t *testing.T, clock *Clock) keystore.Store) {
+	RunHarness(t, func(t *testing.T, clock *Clock) Harness {
+		return Harness{Store: newStore(t, clock)}
+	})
+}
+
+// RunHarness runs the suite on the harness that newHarness makes for each
+// subtest. Its store must read the time from clock, and may hold keys and
+// audit events already (such as the key a remote store authenticates
+// with): the suite ignores them in every list, count and audit log. Such
+// keys must be created before Start, so that they list after the suite's.
+// RunHarness closes the store when the subtest ends.
+func RunHarness(t *testing.T, newHarness func(t *testing.T, clock *Clock) Harness) {
 	tests := []struct {
 		name string
-		fn   func(t *testing.T, s keystore.Store, clock *Clock)
+		fn   func(t *testing.T, s *subject, clock *Clock)
 	}{
 		{"create", testCreate},
 		{"create_defaults", testCreateDefaults},
@@ -31,6 +55,7 @@ func Run(t *testing.T, newStore func(t *testing.T, clock *Clock) keystore.Store)
 		{"get", testGet},
 		{"list", testList},
 		{"list_paging", testListPaging},
+		{"list_many", testListMany},
 		{"list_bad_filter", testListBadFilter},
 		{"rotate", testRotate},
 		{"rotate_grace", testRotateGrace},
@@ -47,18 +72,103 @@ func Run(t *testing.T, newStore func(t *testing.T, clock *Clock) keystore.Store)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			clock := &Clock{}
-			s := newStore(t, clock)
+			h := newHarness(t, clock)
 			t.Cleanup(func() {
-				if err := s.Close(); err != nil {
+				if err := h.Store.Close(); err != nil {
 					t.Errorf("Close: %v", err)
 				}
 			})
-			tt.fn(t, s, clock)
+			tt.fn(t, newSubject(t, h), clock)
 		})
 	}
 }
 
-func testCreate(t *testing.T, s keystore.Store, clock *Clock) {
+// subject is the store under test as the suite sees it: without the keys
+// and events it held when the subtest started.
+type subject struct {
+	keystore.Store
+	actor      func(string) string
+	baseKeys   map[string]bool
+	baseEvents map[string]bool
+}
+
+func newSubject(t *testing.T, h Harness) *subject {
+	s := &subject{Store: h.Store, actor: h.Actor, baseKeys: map[string]bool{}, baseEvents: map[string]bool{}}
+	for k, err := range h.Store.List(ctx(t), keystore.ListOptions{}) {
+		if err != nil {
+			t.Fatalf("List (baseline): %v", err)
+		}
+		if !k.CreatedAt.Before(Start) {
+			t.Fatalf("the store starts with key %s created at %v, not before storetest.Start", k.ID, k.CreatedAt)
+		}
+		s.baseKeys[k.ID] = true
+	}
+	events, err := h.Store.Audit(ctx(t), "")
+	if err != nil {
+		t.Fatalf("Audit (baseline): %v", err)
+	}
+	for _, e := range events {
+		s.baseEvents[e.ID] = true
+	}
+	return s
+}
+
+// recorded is the actor the audit log shows for a change made as actor.
+func (s *subject) recorded(actor string) string {
+	if s.actor == nil {
+		return actor
+	}
+	return s.actor(actor)
+}
+
+// List leaves out the baseline keys. They list after every key of the suite,
+// so offsets and limits keep their meaning.
+func (s *subject) List(ctx context.Context, opts keystore.ListOptions) iter.Seq2[*keystore.Key, error] {
+	return func(yield func(*keystore.Key, error) bool) {
+		for k, err := range s.Store.List(ctx, opts) {
+			if err == nil && s.baseKeys[k.ID] {
+				continue
+			}
+			if !yield(k, err) {
+				return
+			}
+		}
+	}
+}
+
+// Count leaves out the baseline keys that match f.
+func (s *subject) Count(ctx context.Context, f keystore.ListFilter) (int, error) {
+	n, err := s.Store.Count(ctx, f)
+	if err != nil || len(s.baseKeys) == 0 {
+		return n, err
+	}
+	for k, err := range s.Store.List(ctx, keystore.ListOptions{ListFilter: f}) {
+		if err != nil {
+			return 0, err
+		}
+		if s.baseKeys[k.ID] {
+			n--
+		}
+	}
+	return n, nil
+}
+
+// Audit leaves out the baseline events.
+func (s *subject) Audit(ctx context.Context, keyID string) ([]keystore.Event, error) {
+	events, err := s.Store.Audit(ctx, keyID)
+	if err != nil {
+		return events, err
+	}
+	out := []keystore.Event{}
+	for _, e := range events {
+		if !s.baseEvents[e.ID] {
+			out = append(out, e)
+		}
+	}
+	return out, nil
+}
+
+func testCreate(t *testing.T, s *subject, clock *Clock) {
 	expires := clock.Now().Add(90 * 24 * time.Hour)
 	p := keystore.CreateParams{
 		Name:        "ci deploy",
@@ -118,7 +228,7 @@ func testCreate(t *testing.T, s keystore.Store, clock *Clock) {
 	}
 }
 
-func testCreateDefaults(t *testing.T, s keystore.Store, clock *Clock) {
+func testCreateDefaults(t *testing.T, s *subject, clock *Clock) {
 	k := mustCreate(t, s, keystore.CreateParams{Name: "x", Scopes: []string{"bots:read"}})
 	if k.Environment != keystore.EnvLive || !strings.HasPrefix(k.Secret, "sk_live_") {
 		t.Errorf("environment %q, secret %.8s…: want live by default", k.Environment, k.Secret)
@@ -139,7 +249,7 @@ func testCreateDefaults(t *testing.T, s keystore.Store, clock *Clock) {
 	}
 }
 
-func testCreateValidation(t *testing.T, s keystore.Store, clock *Clock) {
+func testCreateValidation(t *testing.T, s *subject, clock *Clock) {
 	past := clock.Now().Add(-time.Second)
 	now := clock.Now()
 	tests := []struct {
@@ -171,7 +281,7 @@ func testCreateValidation(t *testing.T, s keystore.Store, clock *Clock) {
 	}
 }
 
-func testGet(t *testing.T, s keystore.Store, clock *Clock) {
+func testGet(t *testing.T, s *subject, clock *Clock) {
 	created := mustCreate(t, s, keystore.CreateParams{
 		Name: "get me", Scopes: []string{"bots:read", "admin"}, Metadata: map[string]string{"a": "b"},
 	})
@@ -201,7 +311,7 @@ func testGet(t *testing.T, s keystore.Store, clock *Clock) {
 //
 // k3 and k4 are created in the same second, as are k5 and k6. The clock
 // ends at start+3h.
-func listFixture(t *testing.T, s keystore.Store, clock *Clock) []*keystore.Key {
+func listFixture(t *testing.T, s *subject, clock *Clock) []*keystore.Key {
 	start := clock.Now()
 	k1 := mustCreate(t, s, keystore.CreateParams{Name: "k1", Scopes: []string{"bots:read", "bots:write"}})
 	clock.Advance(time.Hour)
@@ -222,7 +332,7 @@ func listFixture(t *testing.T, s keystore.Store, clock *Clock) []*keystore.Key {
 	return []*keystore.Key{k6, k5, k4, k3, k2, k1}
 }
 
-func testList(t *testing.T, s keystore.Store, clock *Clock) {
+func testList(t *testing.T, s *subject, clock *Clock) {
 	keys := listFixture(t, s, clock)
 	k6, k5, k4, k3, k2, k1 := keys[0], keys[1], keys[2], keys[3], keys[4], keys[5]
 	start := k1.CreatedAt
@@ -288,7 +398,7 @@ func testList(t *testing.T, s keystore.Store, clock *Clock) {
 	}
 }
 
-func testListPaging(t *testing.T, s keystore.Store, clock *Clock) {
+func testListPaging(t *testing.T, s *subject, clock *Clock) {
 	var keys []*keystore.Key
 	for i := range 7 {
 		keys = append(keys, mustCreate(t, s, keystore.CreateParams{Name: "page", Scopes: []string{"bots:read"}}))
@@ -333,7 +443,42 @@ func testListPaging(t *testing.T, s keystore.Store, clock *Clock) {
 	}
 }
 
-func testListBadFilter(t *testing.T, s keystore.Store, clock *Clock) {
+// testListMany lists more keys than a remote store fetches in one page.
+func testListMany(t *testing.T, s *subject, clock *Clock) {
+	const n = 230
+	keys := make([]*keystore.Key, 0, n)
+	for i := range n {
+		env := keystore.EnvLive
+		if i%3 == 0 {
+			env = keystore.EnvTest
+		}
+		keys = append(keys, mustCreate(t, s, keystore.CreateParams{Name: fmt.Sprint("many ", i), Scopes: []string{"bots:read"}, Environment: env}))
+		if i%7 == 0 {
+			clock.Advance(time.Second)
+		}
+	}
+	slices.Reverse(keys)
+	wantIDs(t, "List() of many", mustList(t, s, keystore.ListOptions{}), keys...)
+	wantIDs(t, "List(offset 95, limit 110)", mustList(t, s, keystore.ListOptions{Offset: 95, Limit: 110}), keys[95:205]...)
+	wantIDs(t, "List(offset 199)", mustList(t, s, keystore.ListOptions{Offset: 199}), keys[199:]...)
+	wantIDs(t, "List(limit 101)", mustList(t, s, keystore.ListOptions{Limit: 101}), keys[:101]...)
+	var test []*keystore.Key
+	for _, k := range keys {
+		if k.Environment == keystore.EnvTest {
+			test = append(test, k)
+		}
+	}
+	f := keystore.ListFilter{Environment: keystore.EnvTest}
+	wantIDs(t, "List(env test) of many", mustList(t, s, keystore.ListOptions{ListFilter: f}), test...)
+	if got := mustCount(t, s, f); got != len(test) {
+		t.Errorf("Count(env test) = %d, want %d", got, len(test))
+	}
+	if got := mustCount(t, s, keystore.ListFilter{}); got != n {
+		t.Errorf("Count() = %d, want %d", got, n)
+	}
+}
+
+func testListBadFilter(t *testing.T, s *subject, clock *Clock) {
 	mustCreate(t, s, keystore.CreateParams{Name: "x", Scopes: []string{"bots:read"}})
 	for _, f := range []keystore.ListFilter{
 		{Status: "deleted"},
@@ -358,7 +503,7 @@ func testListBadFilter(t *testing.T, s keystore.Store, clock *Clock) {
 	}
 }
 
-func testRotate(t *testing.T, s keystore.Store, clock *Clock) {
+func testRotate(t *testing.T, s *subject, clock *Clock) {
 	old := mustCreate(t, s, keystore.CreateParams{
 		Name: "deploy bot", Scopes: []string{"bots:read", "integrations:write"},
 		Environment: keystore.EnvTest, Metadata: map[string]string{"owner": "ops"},
@@ -439,7 +584,7 @@ func testRotate(t *testing.T, s keystore.Store, clock *Clock) {
 	}
 }
 
-func testRotateGrace(t *testing.T, s keystore.Store, clock *Clock) {
+func testRotateGrace(t *testing.T, s *subject, clock *Clock) {
 	old := mustCreate(t, s, keystore.CreateParams{Name: "web", Scopes: []string{"bots:read"}})
 	clock.Advance(time.Hour)
 	nk, err := s.Rotate(ctx(t), old.ID, keystore.RotateOptions{Grace: 24 * time.Hour})
@@ -487,7 +632,7 @@ func testRotateGrace(t *testing.T, s keystore.Store, clock *Clock) {
 
 // testRotateExpiry checks the successor's expiry: none when the old key had
 // none, otherwise the old key's lifetime again, counted from the rotation.
-func testRotateExpiry(t *testing.T, s keystore.Store, clock *Clock) {
+func testRotateExpiry(t *testing.T, s *subject, clock *Clock) {
 	expires := clock.Now().Add(30 * 24 * time.Hour)
 	old := mustCreate(t, s, keystore.CreateParams{Name: "monthly", Scopes: []string{"bots:read"}, ExpiresAt: &expires})
 	clock.Advance(10 * 24 * time.Hour)
@@ -508,7 +653,7 @@ func testRotateExpiry(t *testing.T, s keystore.Store, clock *Clock) {
 	wantVerify(t, s, third.Secret, nil, keystore.CodeValid)
 }
 
-func testRotateConcurrent(t *testing.T, s keystore.Store, clock *Clock) {
+func testRotateConcurrent(t *testing.T, s *subject, clock *Clock) {
 	k := mustCreate(t, s, keystore.CreateParams{Name: "race", Scopes: []string{"bots:read"}})
 	const n = 8
 	var (
@@ -544,7 +689,7 @@ func testRotateConcurrent(t *testing.T, s keystore.Store, clock *Clock) {
 	}
 }
 
-func testRevoke(t *testing.T, s keystore.Store, clock *Clock) {
+func testRevoke(t *testing.T, s *subject, clock *Clock) {
 	k := mustCreate(t, s, keystore.CreateParams{Name: "leaked", Scopes: []string{"bots:read"}})
 	clock.Advance(time.Minute)
 	revokedAt := clock.Now()
@@ -578,7 +723,7 @@ func testRevoke(t *testing.T, s keystore.Store, clock *Clock) {
 	wantCode(t, "revoking a malformed ID", err, keystore.EINVALID)
 }
 
-func testVerify(t *testing.T, s keystore.Store, clock *Clock) {
+func testVerify(t *testing.T, s *subject, clock *Clock) {
 	k := mustCreate(t, s, keystore.CreateParams{Name: "v", Scopes: []string{"bots:read", "bots:write"}})
 	v := wantVerify(t, s, k.Secret, nil, keystore.CodeValid)
 	if v.Key == nil || v.Key.ID != k.ID || v.Key.Secret != "" || v.Key.Status != keystore.StatusActive {
@@ -609,7 +754,7 @@ func testVerify(t *testing.T, s keystore.Store, clock *Clock) {
 	wantCode(t, "Verify with an unknown scope", err, keystore.EINVALID)
 }
 
-func testVerifyScopes(t *testing.T, s keystore.Store, clock *Clock) {
+func testVerifyScopes(t *testing.T, s *subject, clock *Clock) {
 	k := mustCreate(t, s, keystore.CreateParams{Name: "writer", Scopes: []string{"bots:write", "channels:read"}})
 	v := wantVerify(t, s, k.Secret, []string{"bots:read", "channels:read", "channels:write"}, keystore.CodeInsufficientScope)
 	if want := []string{"bots:read", "channels:write"}; !slices.Equal(v.MissingScopes, want) {
@@ -624,7 +769,7 @@ func testVerifyScopes(t *testing.T, s keystore.Store, clock *Clock) {
 	wantVerify(t, s, admin.Secret, keystore.AllScopes, keystore.CodeValid)
 }
 
-func testVerifyInvalidFormat(t *testing.T, s keystore.Store, clock *Clock) {
+func testVerifyInvalidFormat(t *testing.T, s *subject, clock *Clock) {
 	k := mustCreate(t, s, keystore.CreateParams{Name: "f", Scopes: []string{"bots:read"}})
 	changed := []byte(k.Secret)
 	if changed[20] == 'a' {
@@ -659,7 +804,7 @@ func testVerifyInvalidFormat(t *testing.T, s keystore.Store, clock *Clock) {
 	}
 }
 
-func testVerifyLastUsed(t *testing.T, s keystore.Store, clock *Clock) {
+func testVerifyLastUsed(t *testing.T, s *subject, clock *Clock) {
 	k := mustCreate(t, s, keystore.CreateParams{Name: "used", Scopes: []string{"bots:read"}})
 	clock.Advance(time.Minute)
 	used := clock.Now()
@@ -686,7 +831,7 @@ func testVerifyLastUsed(t *testing.T, s keystore.Store, clock *Clock) {
 	}
 }
 
-func testExpiry(t *testing.T, s keystore.Store, clock *Clock) {
+func testExpiry(t *testing.T, s *subject, clock *Clock) {
 	expires := clock.Now().Add(time.Hour)
 	k := mustCreate(t, s, keystore.CreateParams{Name: "temp", Scopes: []string{"bots:read"}, ExpiresAt: &expires})
 	forever := mustCreate(t, s, keystore.CreateParams{Name: "forever", Scopes: []string{"bots:read"}})
@@ -714,7 +859,7 @@ func testExpiry(t *testing.T, s keystore.Store, clock *Clock) {
 	wantVerify(t, s, k.Secret, nil, keystore.CodeRevoked)
 }
 
-func testAudit(t *testing.T, s keystore.Store, clock *Clock) {
+func testAudit(t *testing.T, s *subject, clock *Clock) {
 	alice := keystore.WithActor(t.Context(), "alice")
 	bob := keystore.WithActor(t.Context(), "bob")
 
@@ -753,10 +898,10 @@ func testAudit(t *testing.T, s keystore.Store, clock *Clock) {
 		keyID  string
 	}
 	wants := []want{
-		{t0, "alice", keystore.ActionCreate, k1.ID},
-		{t1, "bob", keystore.ActionCreate, k2.ID},
-		{t2, "bob", keystore.ActionRotate, k1.ID},
-		{t3, "alice", keystore.ActionRevoke, k2.ID},
+		{t0, s.recorded("alice"), keystore.ActionCreate, k1.ID},
+		{t1, s.recorded("bob"), keystore.ActionCreate, k2.ID},
+		{t2, s.recorded("bob"), keystore.ActionRotate, k1.ID},
+		{t3, s.recorded("alice"), keystore.ActionRevoke, k2.ID},
 	}
 	if len(events) != len(wants) {
 		t.Fatalf("Audit() = %d events, want %d: %+v", len(events), len(wants), events)

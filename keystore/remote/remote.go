@@ -1,0 +1,568 @@
+// Package remote is a keystore.Store over keyctl's HTTP API (package server,
+// `keyctl serve`), so that every command works against a key service as it
+// does on a local file.
+//
+// The client retries network errors, 429 and 5xx replies with exponential
+// backoff and full jitter, honours Retry-After, and sends the same random
+// Idempotency-Key with every attempt of a POST, so that a retried create or
+// rotate never makes two keys. Options.Timeout bounds each call, retries
+// included.
+package remote
+
+import (
+	"bytes"
+	"context"
+	cryptorand "crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"iter"
+	"math/rand/v2"
+	"mime"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/chatbotplatform/keyctl/keystore"
+)
+
+// Options configure a Store. The zero value is ready to use.
+type Options struct {
+	// Timeout bounds each call of a Store method, retries included; for
+	// List, each page. Zero means 30 seconds.
+	Timeout time.Duration
+
+	// HTTPClient sends the requests; nil means a client of this package.
+	// Its own Timeout, if any, bounds each attempt.
+	HTTPClient *http.Client
+
+	// BackoffBase is the first retry's largest wait; each retry doubles it,
+	// up to BackoffMax. Zero means 200 ms and 5 s.
+	BackoffBase, BackoffMax time.Duration
+
+	// MaxAttempts bounds the attempts of one call; zero means as many as
+	// fit in Timeout.
+	MaxAttempts int
+
+	// Sleep waits between attempts; nil waits on a timer. Tests replace it
+	// to see the waits without waiting.
+	Sleep func(ctx context.Context, d time.Duration) error
+}
+
+// Store is a keystore.Store over the HTTP API. It is safe for concurrent use.
+type Store struct {
+	base    string // the API base, with /v1, without a trailing slash
+	apiKey  string
+	opts    Options
+	client  *http.Client
+	ownHTTP bool
+}
+
+var _ keystore.Store = (*Store)(nil)
+
+// pageSize is the page size List asks for: the API's largest.
+const pageSize = 100
+
+// maxReply bounds the size of a reply read into memory.
+const maxReply = 16 << 20
+
+// Open returns a Store for the API at baseURL, the API base including its
+// version, such as https://keys.example.com/v1, calling it with apiKey (a
+// key with the admin scope). It sends nothing yet. EINVALID for a URL that
+// is not http or https, EUNAUTHORIZED for an empty key.
+func Open(baseURL, apiKey string, opts Options) (*Store, error) {
+	u, err := url.Parse(baseURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, keystore.Errorf(keystore.EINVALID, "invalid key service URL %q: want http:// or https:// and a host, such as https://keys.example.com/v1", baseURL)
+	}
+	if u.User != nil {
+		return nil, keystore.Errorf(keystore.EINVALID, "invalid key service URL: credentials do not belong in the URL; the API key comes from the environment")
+	}
+	if u.RawQuery != "" || u.Fragment != "" {
+		return nil, keystore.Errorf(keystore.EINVALID, "invalid key service URL %q: no query or fragment, please", baseURL)
+	}
+	if apiKey == "" {
+		return nil, keystore.Errorf(keystore.EUNAUTHORIZED, "no API key for the key service at %s", baseURL)
+	}
+	if strings.ContainsAny(apiKey, "\r\n") {
+		return nil, keystore.Errorf(keystore.EUNAUTHORIZED, "the API key for the key service holds a line break")
+	}
+	if opts.Timeout <= 0 {
+		opts.Timeout = 30 * time.Second
+	}
+	if opts.BackoffBase <= 0 {
+		opts.BackoffBase = 200 * time.Millisecond
+	}
+	if opts.BackoffMax <= 0 {
+		opts.BackoffMax = 5 * time.Second
+	}
+	if opts.Sleep == nil {
+		opts.Sleep = sleep
+	}
+	s := &Store{base: strings.TrimSuffix(u.String(), "/"), apiKey: apiKey, opts: opts, client: opts.HTTPClient}
+	if s.client == nil {
+		s.client = &http.Client{
+			Transport: http.DefaultTransport.(*http.Transport).Clone(),
+			// An API does not redirect; following one could send the key
+			// elsewhere.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		}
+		s.ownHTTP = true
+	}
+	return s, nil
+}
+
+// Close releases idle connections.
+func (s *Store) Close() error {
+	if s.ownHTTP {
+		s.client.CloseIdleConnections()
+	}
+	return nil
+}
+
+// Create makes a key. Scopes must be scopes, not patterns, as for every
+// store (the API would expand patterns; the Store contract refuses them).
+func (s *Store) Create(ctx context.Context, p keystore.CreateParams) (*keystore.Key, error) {
+	if err := checkScopes(p.Scopes); err != nil {
+		return nil, err
+	}
+	body := map[string]any{
+		"name":        p.Name,
+		"scopes":      nonNil(p.Scopes),
+		"environment": p.Environment,
+		"metadata":    p.Metadata,
+		"expires_at":  nil,
+	}
+	if p.ExpiresAt != nil {
+		body["expires_at"] = p.ExpiresAt.UTC().Format(time.RFC3339Nano)
+	}
+	var k keystore.Key
+	if err := s.call(ctx, http.MethodPost, "/api-keys", nil, body, &k, nil); err != nil {
+		return nil, err
+	}
+	return &k, nil
+}
+
+// Get returns a key without its secret.
+func (s *Store) Get(ctx context.Context, id string) (*keystore.Key, error) {
+	if err := keystore.CheckID(id); err != nil {
+		return nil, err
+	}
+	var k keystore.Key
+	if err := s.call(ctx, http.MethodGet, "/api-keys/"+url.PathEscape(id), nil, nil, &k, nil); err != nil {
+		return nil, err
+	}
+	return &k, nil
+}
+
+// listMeta is the meta of a page of keys.
+type listMeta struct {
+	Page    int `json:"page"`
+	PerPage int `json:"per_page"`
+	Total   int `json:"total"`
+}
+
+// List fetches pages of 100 keys as the caller iterates, until the window
+// of opts is served or the pages run out. A key that moves to the next page
+// between two requests (a key created meanwhile pushes the others down) is
+// yielded once.
+func (s *Store) List(ctx context.Context, opts keystore.ListOptions) iter.Seq2[*keystore.Key, error] {
+	return func(yield func(*keystore.Key, error) bool) {
+		if opts.Offset < 0 || opts.Limit < 0 {
+			yield(nil, keystore.Errorf(keystore.EINVALID, "offset and limit must not be negative"))
+			return
+		}
+		q := filterQuery(opts.ListFilter)
+		q.Set("per_page", strconv.Itoa(pageSize))
+		page, skip := opts.Offset/pageSize+1, opts.Offset%pageSize
+		served := 0
+		var seen map[string]bool // the IDs of the previous page
+		for {
+			q.Set("page", strconv.Itoa(page))
+			var keys []*keystore.Key
+			if err := s.call(ctx, http.MethodGet, "/api-keys", q, nil, &keys, nil); err != nil {
+				yield(nil, err)
+				return
+			}
+			next := make(map[string]bool, len(keys))
+			for i, k := range keys {
+				next[k.ID] = true
+				if i < skip || seen[k.ID] {
+					continue
+				}
+				if !yield(k, nil) {
+					return
+				}
+				if served++; opts.Limit > 0 && served == opts.Limit {
+					return
+				}
+			}
+			if len(keys) < pageSize {
+				return
+			}
+			page, skip, seen = page+1, 0, next
+		}
+	}
+}
+
+// Count asks for one key and reads the total.
+func (s *Store) Count(ctx context.Context, f keystore.ListFilter) (int, error) {
+	q := filterQuery(f)
+	q.Set("per_page", "1")
+	var (
+		keys []*keystore.Key
+		meta listMeta
+	)
+	if err := s.call(ctx, http.MethodGet, "/api-keys", q, nil, &keys, &meta); err != nil {
+		return 0, err
+	}
+	return meta.Total, nil
+}
+
+func filterQuery(f keystore.ListFilter) url.Values {
+	q := url.Values{}
+	if f.Status != "" {
+		q.Set("status", f.Status)
+	}
+	if f.Environment != "" {
+		q.Set("environment", f.Environment)
+	}
+	if f.Scope != "" {
+		q.Set("scope", f.Scope)
+	}
+	if !f.CreatedBefore.IsZero() {
+		q.Set("created_before", f.CreatedBefore.UTC().Format(time.RFC3339Nano))
+	}
+	if f.Rotatable {
+		q.Set("rotatable", "true")
+	}
+	return q
+}
+
+// Rotate makes the successor of key id.
+func (s *Store) Rotate(ctx context.Context, id string, opts keystore.RotateOptions) (*keystore.Key, error) {
+	if err := keystore.CheckID(id); err != nil {
+		return nil, err
+	}
+	if opts.Grace < 0 {
+		return nil, keystore.Errorf(keystore.EINVALID, "grace period must not be negative")
+	}
+	// The API counts whole seconds; a part of a second is rounded up.
+	grace := int64((opts.Grace + time.Second - 1) / time.Second)
+	var k keystore.Key
+	body := map[string]int64{"grace_seconds": grace}
+	if err := s.call(ctx, http.MethodPost, "/api-keys/"+url.PathEscape(id)+"/rotate", nil, body, &k, nil); err != nil {
+		return nil, err
+	}
+	return &k, nil
+}
+
+// Revoke stops key id at once.
+func (s *Store) Revoke(ctx context.Context, id string) (*keystore.Key, error) {
+	if err := keystore.CheckID(id); err != nil {
+		return nil, err
+	}
+	var k keystore.Key
+	if err := s.call(ctx, http.MethodDelete, "/api-keys/"+url.PathEscape(id), nil, nil, &k, nil); err != nil {
+		return nil, err
+	}
+	return &k, nil
+}
+
+// Verify checks secret through the service. Scopes are checked, and a
+// secret of the wrong format is answered, here, as by every store: such a
+// secret is not sent anywhere.
+func (s *Store) Verify(ctx context.Context, secret string, scopes []string) (*keystore.Verification, error) {
+	if err := checkScopes(scopes); err != nil {
+		return nil, err
+	}
+	if _, err := keystore.ParseToken(secret); err != nil {
+		return keystore.InvalidFormat(), nil
+	}
+	var v keystore.Verification
+	body := map[string]any{"key": secret, "scopes": nonNil(scopes)}
+	if err := s.call(ctx, http.MethodPost, "/api-keys/verify", nil, body, &v, nil); err != nil {
+		return nil, err
+	}
+	if v.MissingScopes == nil {
+		v.MissingScopes = []string{}
+	}
+	return &v, nil
+}
+
+// Audit returns events oldest first.
+func (s *Store) Audit(ctx context.Context, keyID string) ([]keystore.Event, error) {
+	q := url.Values{}
+	if keyID != "" {
+		if err := keystore.CheckID(keyID); err != nil {
+			return nil, err
+		}
+		q.Set("key_id", keyID)
+	}
+	events := []keystore.Event{}
+	if err := s.call(ctx, http.MethodGet, "/audit-events", q, nil, &events, nil); err != nil {
+		return nil, err
+	}
+	if events == nil {
+		events = []keystore.Event{}
+	}
+	return events, nil
+}
+
+func checkScopes(scopes []string) error {
+	for _, sc := range scopes {
+		if !keystore.ValidScope(sc) {
+			short := sc
+			if len(short) > 40 {
+				short = short[:40] + "…"
+			}
+			return keystore.Errorf(keystore.EINVALID, "unknown scope %q (did you mean %s?)", short, keystore.NearestScope(sc))
+		}
+	}
+	return nil
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+// reply is the envelope of every reply of the API.
+type reply struct {
+	Data  json.RawMessage `json:"data"`
+	Meta  json.RawMessage `json:"meta"`
+	Error *struct {
+		Code      string `json:"code"`
+		Message   string `json:"message"`
+		RequestID string `json:"request_id"`
+	} `json:"error"`
+}
+
+// call sends one API request, retrying as the package doc says, and decodes
+// the reply's data into data and its meta into meta (either may be nil).
+func (s *Store) call(ctx context.Context, method, path string, q url.Values, in, data, meta any) error {
+	ctx, cancel := context.WithTimeout(ctx, s.opts.Timeout)
+	defer cancel()
+
+	target := s.base + path
+	if len(q) > 0 {
+		target += "?" + q.Encode()
+	}
+	var body []byte
+	if in != nil {
+		var err error
+		if body, err = json.Marshal(in); err != nil {
+			return keystore.Errorf(keystore.EINTERNAL, "encode request: %v", err)
+		}
+	}
+	idem := ""
+	if method == http.MethodPost {
+		idem = newIdempotencyKey()
+	}
+
+	for attempt := 0; ; attempt++ {
+		status, header, raw, err := s.attempt(ctx, method, target, body, idem)
+		var retryAfter time.Duration
+		switch {
+		case err != nil:
+			if parent := context.Cause(ctx); parent != nil && !errors.Is(parent, context.DeadlineExceeded) {
+				return fmt.Errorf("%s %s: %w", method, path, parent) // cancelled by the caller
+			}
+			if ctx.Err() != nil {
+				return s.unreachable(fmt.Errorf("no reply within %s", s.opts.Timeout))
+			}
+			// A network error: the request may or may not have arrived,
+			// which the Idempotency-Key makes safe to retry.
+			if !s.wait(ctx, attempt, 0) {
+				return s.unreachable(netCause(err))
+			}
+			continue
+		case status == http.StatusTooManyRequests || status >= 500:
+			retryAfter = parseRetryAfter(header.Get("Retry-After"))
+			if s.wait(ctx, attempt, retryAfter) {
+				continue
+			}
+		}
+		return s.decode(status, header, raw, data, meta)
+	}
+}
+
+// attempt sends the request once and reads the whole reply.
+func (s *Store) attempt(ctx context.Context, method, target string, body []byte, idem string) (int, http.Header, []byte, error) {
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, target, rd)
+	if err != nil {
+		return 0, nil, nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+s.apiKey)
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("User-Agent", "keyctl")
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if idem != "" {
+		req.Header.Set("Idempotency-Key", idem)
+	}
+	resp, err := s.client.Do(req)
+	if err != nil {
+		return 0, nil, nil, err
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxReply))
+	if err != nil {
+		return 0, nil, nil, err // a reply cut short is a network error
+	}
+	return resp.StatusCode, resp.Header, raw, nil
+}
+
+// wait sleeps before the next attempt: Retry-After when the server gave
+// one, otherwise a random time up to BackoffBase doubled per attempt (full
+// jitter). It reports false, at once, when the attempts are used up or the
+// wait would end past the deadline.
+func (s *Store) wait(ctx context.Context, attempt int, retryAfter time.Duration) bool {
+	if s.opts.MaxAttempts > 0 && attempt+1 >= s.opts.MaxAttempts {
+		return false
+	}
+	d := retryAfter
+	if d <= 0 {
+		ceiling := s.opts.BackoffMax
+		if attempt < 30 {
+			ceiling = min(ceiling, s.opts.BackoffBase<<attempt)
+		}
+		d = time.Duration(rand.Int64N(int64(ceiling) + 1))
+	}
+	if deadline, ok := ctx.Deadline(); ok && time.Until(deadline) < d {
+		return false
+	}
+	return s.opts.Sleep(ctx, d) == nil
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// parseRetryAfter reads a Retry-After header: seconds or an HTTP date.
+func parseRetryAfter(v string) time.Duration {
+	if v == "" {
+		return 0
+	}
+	if n, err := strconv.Atoi(strings.TrimSpace(v)); err == nil && n >= 0 {
+		return time.Duration(n) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		return max(0, time.Until(t))
+	}
+	return 0
+}
+
+func (s *Store) unreachable(cause error) error {
+	return keystore.Errorf(keystore.EUNAVAILABLE, "cannot reach key service at %s: %v", s.base, cause)
+}
+
+// netCause is the part of a transport error worth showing: the URL, which
+// the message names already, is left out.
+func netCause(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err
+	}
+	var op *net.OpError
+	if errors.As(err, &op) && op.Err != nil {
+		return fmt.Errorf("%s: %w", op.Op, op.Err)
+	}
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return errors.New("the connection was closed before a reply")
+	}
+	return err
+}
+
+// decode turns a final reply into data and meta, or into a keystore.Error
+// with the code its status stands for and the server's message.
+func (s *Store) decode(status int, header http.Header, raw []byte, data, meta any) error {
+	var rp reply
+	mt, _, _ := mime.ParseMediaType(header.Get("Content-Type"))
+	if mt != "application/json" || json.Unmarshal(raw, &rp) != nil || (rp.Error == nil) == (rp.Data == nil) {
+		ct := mt
+		if ct == "" {
+			ct = "no content type"
+		}
+		return keystore.Errorf(keystore.EUNAVAILABLE, "unexpected reply from key service at %s (HTTP %d, %s)", s.base, status, ct)
+	}
+	if rp.Error != nil || status >= 300 {
+		msg := "no message"
+		if rp.Error != nil && rp.Error.Message != "" {
+			msg = rp.Error.Message
+		}
+		switch code := codeOf(status); code {
+		case keystore.EUNAVAILABLE:
+			id := ""
+			if rp.Error != nil && rp.Error.RequestID != "" {
+				id = ", request " + rp.Error.RequestID
+			}
+			return keystore.Errorf(code, "key service at %s failed: %s (HTTP %d%s)", s.base, msg, status, id)
+		default:
+			return keystore.Errorf(code, "%s", msg)
+		}
+	}
+	if data != nil {
+		if err := json.Unmarshal(rp.Data, data); err != nil {
+			return keystore.Errorf(keystore.EUNAVAILABLE, "unexpected reply from key service at %s (HTTP %d): %v", s.base, status, err)
+		}
+	}
+	if meta != nil && rp.Meta != nil {
+		if err := json.Unmarshal(rp.Meta, meta); err != nil {
+			return keystore.Errorf(keystore.EUNAVAILABLE, "unexpected reply from key service at %s (HTTP %d): %v", s.base, status, err)
+		}
+	}
+	return nil
+}
+
+// codeOf maps an HTTP status back to the error code the server mapped to it.
+func codeOf(status int) string {
+	switch {
+	case status == http.StatusBadRequest:
+		return keystore.EINVALID
+	case status == http.StatusUnauthorized:
+		return keystore.EUNAUTHORIZED
+	case status == http.StatusForbidden:
+		return keystore.EFORBIDDEN
+	case status == http.StatusNotFound:
+		return keystore.ENOTFOUND
+	case status == http.StatusConflict:
+		return keystore.ECONFLICT
+	case status == http.StatusRequestEntityTooLarge:
+		return keystore.ETOOLARGE
+	case status == http.StatusTooManyRequests:
+		return keystore.ERATELIMITED
+	case status >= 500:
+		return keystore.EUNAVAILABLE
+	}
+	return keystore.EINVALID // any other 4xx: the request was wrong
+}
+
+// newIdempotencyKey returns a random UUID (version 4).
+func newIdempotencyKey() string {
+	var b [16]byte
+	if _, err := cryptorand.Read(b[:]); err != nil {
+		panic(err) // crypto/rand does not fail on supported platforms
+	}
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
+}

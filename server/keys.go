@@ -1,0 +1,378 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/chatbotplatform/keyctl/keystore"
+)
+
+// Paging of GET /v1/api-keys, as in the platform's other lists.
+const (
+	DefaultPerPage = 20
+	MaxPerPage     = 100
+)
+
+// invalidKey is the one reply to every bearer that does not authenticate,
+// so that it tells nothing about which keys exist.
+const invalidKey = "invalid API key: it is missing, malformed, unknown, expired or revoked"
+
+type flags int
+
+const (
+	needAdmin  flags = 1 << iota // managing keys and reading the audit log
+	idempotent                   // honours Idempotency-Key
+)
+
+// call is an authenticated request as an endpoint sees it.
+type call struct {
+	r      *http.Request
+	ctx    context.Context // names the caller as the audit actor
+	caller *keystore.Key
+	body   []byte
+}
+
+// result is what an endpoint answers: a status and a value to encode.
+type result struct {
+	status int
+	value  any
+}
+
+func ok(status int, data any) (result, error) { return result{status, envelope{Data: data}}, nil }
+
+// endpoint wraps fn with the rate limit, authentication, the scope check,
+// reading the body and, with idempotent, Idempotency-Key replays.
+func (s *Server) endpoint(fl flags, fn func(*call) (result, error)) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		token, hasToken := bearer(r)
+		if hasToken && s.limiter != nil && !s.limiter.allow(w, token) {
+			s.writeError(w, r, keystore.Errorf(keystore.ERATELIMITED, "rate limit of %s requests per second for this API key exceeded; retry after the number of seconds in Retry-After", formatRate(s.limiter.rate)))
+			return
+		}
+		c, err := s.authenticate(r, token, hasToken, fl&needAdmin != 0)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		if c.body, err = readBody(r); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		if fl&idempotent != 0 && r.Header.Get("Idempotency-Key") != "" {
+			s.serveIdempotent(w, c, fn)
+			return
+		}
+		res, err := fn(c)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		s.writeJSON(w, r, res.status, res.value)
+	})
+}
+
+func formatRate(r float64) string { return strconv.FormatFloat(r, 'f', -1, 64) }
+
+// bearer returns the token of an "Authorization: Bearer" header.
+func bearer(r *http.Request) (string, bool) {
+	scheme, token, found := strings.Cut(r.Header.Get("Authorization"), " ")
+	token = strings.TrimSpace(token)
+	if !found || !strings.EqualFold(scheme, "Bearer") || token == "" {
+		return "", false
+	}
+	return token, true
+}
+
+// authenticate verifies the bearer through the store, on every request.
+func (s *Server) authenticate(r *http.Request, token string, hasToken, admin bool) (*call, error) {
+	if !hasToken {
+		return nil, keystore.Errorf(keystore.EUNAUTHORIZED, invalidKey)
+	}
+	v, err := s.store.Verify(r.Context(), token, nil)
+	if err != nil {
+		return nil, err
+	}
+	if !v.Valid || v.Key == nil {
+		return nil, keystore.Errorf(keystore.EUNAUTHORIZED, invalidKey)
+	}
+	state(r).keyID = v.Key.ID
+	if admin && !keystore.Grants(v.Key.Scopes, keystore.ScopeAdmin) {
+		return nil, keystore.Errorf(keystore.EFORBIDDEN, "API key %s lacks the admin scope, which managing keys and reading the audit log need", v.Key.ID)
+	}
+	return &call{r: r, ctx: keystore.WithActor(r.Context(), v.Key.ID), caller: v.Key}, nil
+}
+
+// decodeBody decodes a JSON object strictly: unknown fields and trailing
+// data are errors. An empty body is an empty object when allowEmpty.
+func decodeBody(body []byte, v any, allowEmpty bool) error {
+	if len(bytes.TrimSpace(body)) == 0 {
+		if allowEmpty {
+			return nil
+		}
+		return keystore.Errorf(keystore.EINVALID, "request body is empty: send a JSON object")
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return keystore.Errorf(keystore.EINVALID, "%s", describeJSONError(err))
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return keystore.Errorf(keystore.EINVALID, "malformed JSON body: more than one JSON value")
+	}
+	return nil
+}
+
+func describeJSONError(err error) string {
+	var (
+		syntax *json.SyntaxError
+		typ    *json.UnmarshalTypeError
+	)
+	switch {
+	case errors.As(err, &syntax):
+		return fmt.Sprintf("malformed JSON body at byte %d: %s", syntax.Offset, syntax.Error())
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return "malformed JSON body: it ends too early"
+	case errors.As(err, &typ):
+		if typ.Field == "" {
+			return "malformed JSON body: want a JSON object, got " + typ.Value
+		}
+		field, _, _ := strings.Cut(typ.Field, ".")
+		kind, ok := fieldKinds[field]
+		if !ok {
+			kind = "of another type"
+		}
+		return fmt.Sprintf("field %s must be %s, not %s", field, kind, typ.Value)
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		return "unknown field " + strings.TrimPrefix(err.Error(), "json: unknown field ") + " in the request body"
+	}
+	return "malformed JSON body"
+}
+
+// fieldKinds says what each field of a request body must be.
+var fieldKinds = map[string]string{
+	"name":          "a string",
+	"scopes":        "a list of strings",
+	"environment":   "a string",
+	"expires_at":    "an RFC 3339 time string",
+	"metadata":      "an object of strings",
+	"grace_seconds": "a whole number",
+	"key":           "a string",
+}
+
+// createRequest is the body of POST /v1/api-keys.
+type createRequest struct {
+	Name        string            `json:"name"`
+	Scopes      []string          `json:"scopes"`
+	Environment string            `json:"environment"`
+	ExpiresAt   *string           `json:"expires_at"`
+	Metadata    map[string]string `json:"metadata"`
+}
+
+func (s *Server) create(c *call) (result, error) {
+	var req createRequest
+	if err := decodeBody(c.body, &req, false); err != nil {
+		return result{}, err
+	}
+	p := keystore.CreateParams{Name: req.Name, Environment: req.Environment, Metadata: req.Metadata}
+	if req.ExpiresAt != nil {
+		t, err := time.Parse(time.RFC3339, *req.ExpiresAt)
+		if err != nil {
+			return result{}, keystore.Errorf(keystore.EINVALID, "expires_at must be an RFC 3339 time, such as 2027-01-31T12:00:00Z")
+		}
+		p.ExpiresAt = &t
+	}
+	scopes, err := expandScopes(req.Scopes)
+	if err != nil {
+		return result{}, err
+	}
+	p.Scopes = scopes
+	k, err := s.store.Create(c.ctx, p)
+	if err != nil {
+		return result{}, err
+	}
+	return ok(http.StatusCreated, k)
+}
+
+// expandScopes accepts patterns (bots:*, *:read, *) as well as scopes. A
+// list of plain scopes is kept as it is.
+func expandScopes(scopes []string) ([]string, error) {
+	for _, sc := range scopes {
+		if !keystore.ValidScope(sc) {
+			return keystore.ExpandScopes(scopes)
+		}
+	}
+	return scopes, nil
+}
+
+// listMeta is the meta of a page of keys.
+type listMeta struct {
+	Page    int `json:"page"`
+	PerPage int `json:"per_page"`
+	Total   int `json:"total"`
+}
+
+func (s *Server) list(c *call) (result, error) {
+	q := c.r.URL.Query()
+	page, err := intParam(q, "page", 1, 1, math.MaxInt32)
+	if err != nil {
+		return result{}, err
+	}
+	perPage, err := intParam(q, "per_page", DefaultPerPage, 1, MaxPerPage)
+	if err != nil {
+		return result{}, err
+	}
+	f, err := listFilter(q)
+	if err != nil {
+		return result{}, err
+	}
+	total, err := s.store.Count(c.ctx, f)
+	if err != nil {
+		return result{}, err
+	}
+	keys := []*keystore.Key{}
+	opts := keystore.ListOptions{ListFilter: f, Offset: (page - 1) * perPage, Limit: perPage}
+	for k, err := range s.store.List(c.ctx, opts) {
+		if err != nil {
+			return result{}, err
+		}
+		keys = append(keys, k)
+	}
+	return result{http.StatusOK, envelope{Data: keys, Meta: listMeta{page, perPage, total}}}, nil
+}
+
+// intParam reads a whole-number query parameter between lo and hi.
+func intParam(q url.Values, name string, def, lo, hi int) (int, error) {
+	s := q.Get(name)
+	if s == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < lo || n > hi {
+		return 0, keystore.Errorf(keystore.EINVALID, "%s must be a whole number from %d to %d, got %q", name, lo, hi, truncate(s, 20))
+	}
+	return n, nil
+}
+
+// listFilter reads the filter of a list from its query parameters. The
+// store checks the values of status, environment and scope.
+func listFilter(q url.Values) (keystore.ListFilter, error) {
+	f := keystore.ListFilter{
+		Status:      q.Get("status"),
+		Environment: q.Get("environment"),
+		Scope:       q.Get("scope"),
+	}
+	if s := q.Get("created_before"); s != "" {
+		t, err := time.Parse(time.RFC3339, s)
+		if err != nil {
+			return f, keystore.Errorf(keystore.EINVALID, "created_before must be an RFC 3339 time, such as 2027-01-31T12:00:00Z, got %q", truncate(s, 40))
+		}
+		f.CreatedBefore = t
+	}
+	switch s := q.Get("rotatable"); s {
+	case "", "false":
+	case "true":
+		f.Rotatable = true
+	default:
+		return f, keystore.Errorf(keystore.EINVALID, "rotatable must be true or false, got %q", truncate(s, 20))
+	}
+	return f, nil
+}
+
+func (s *Server) show(c *call) (result, error) {
+	k, err := s.store.Get(c.ctx, c.r.PathValue("id"))
+	if err != nil {
+		return result{}, err
+	}
+	return ok(http.StatusOK, k)
+}
+
+// rotateRequest is the body of POST /v1/api-keys/{id}/rotate; it may be
+// empty.
+type rotateRequest struct {
+	GraceSeconds int64 `json:"grace_seconds"`
+}
+
+func (s *Server) rotate(c *call) (result, error) {
+	var req rotateRequest
+	if err := decodeBody(c.body, &req, true); err != nil {
+		return result{}, err
+	}
+	const maxSeconds = math.MaxInt64 / int64(time.Second)
+	if req.GraceSeconds > maxSeconds || req.GraceSeconds < -maxSeconds {
+		return result{}, keystore.Errorf(keystore.EINVALID, "grace_seconds too large")
+	}
+	k, err := s.store.Rotate(c.ctx, c.r.PathValue("id"), keystore.RotateOptions{Grace: time.Duration(req.GraceSeconds) * time.Second})
+	if err != nil {
+		return result{}, err
+	}
+	return ok(http.StatusCreated, k)
+}
+
+func (s *Server) revoke(c *call) (result, error) {
+	k, err := s.store.Revoke(c.ctx, c.r.PathValue("id"))
+	if err != nil {
+		return result{}, err
+	}
+	return ok(http.StatusOK, k)
+}
+
+// verifyRequest is the body of POST /v1/api-keys/verify.
+type verifyRequest struct {
+	Key    string   `json:"key"`
+	Scopes []string `json:"scopes"`
+}
+
+// verify answers 200 whether or not the key is valid: the result says.
+func (s *Server) verify(c *call) (result, error) {
+	var req verifyRequest
+	if err := decodeBody(c.body, &req, false); err != nil {
+		return result{}, err
+	}
+	scopes, err := expandScopes(req.Scopes)
+	if err != nil {
+		return result{}, err
+	}
+	v, err := s.store.Verify(c.ctx, req.Key, scopes)
+	if err != nil {
+		return result{}, err
+	}
+	return ok(http.StatusOK, v)
+}
+
+// auditMeta is the meta of the audit log.
+type auditMeta struct {
+	Total int `json:"total"`
+}
+
+func (s *Server) audit(c *call) (result, error) {
+	events, err := s.store.Audit(c.ctx, c.r.URL.Query().Get("key_id"))
+	if err != nil {
+		return result{}, err
+	}
+	if events == nil {
+		events = []keystore.Event{}
+	}
+	return result{http.StatusOK, envelope{Data: events, Meta: auditMeta{len(events)}}}, nil
+}
+
+// truncate shortens s for a message, on a character boundary.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
+}

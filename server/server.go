@@ -1,0 +1,364 @@
+// Package server is keyctl's HTTP API, an http.Handler over any
+// keystore.Store: what `keyctl serve` serves and keystore/remote talks to.
+//
+// Every request but GET /healthz carries `Authorization: Bearer <key>`, which
+// is verified through the store on each request (there is no cache, so a key
+// revoked by any process stops working at once). Managing keys and reading
+// the audit log need the admin scope; verifying a key needs any valid key.
+package server
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"runtime/debug"
+	"strings"
+	"time"
+
+	"github.com/chatbotplatform/keyctl/keystore"
+)
+
+// MaxBodyBytes bounds a request body; a longer one is refused with 413.
+const MaxBodyBytes = 1 << 20
+
+// Options configure a Server. The zero value logs nothing, does not limit
+// the request rate, and keeps idempotent replies in the store when it can.
+type Options struct {
+	// Logger gets one line per request: method, path, status,
+	// duration_ms, request_id and the caller's key_id. Never a secret or
+	// a body. Nil logs nothing.
+	Logger *slog.Logger
+
+	// RateLimit is the number of requests per second allowed per API key,
+	// with bursts of as many; 0 turns limiting off. Replies to requests
+	// with a bearer carry X-RateLimit-Limit (the burst),
+	// X-RateLimit-Remaining and X-RateLimit-Reset (seconds until the
+	// bucket is full again); a 429 carries Retry-After in seconds.
+	RateLimit float64
+
+	// Now is the clock of rate limits and idempotent replies; nil means
+	// time.Now. Keys take their times from the store.
+	Now func() time.Time
+
+	// Replays keeps the replies to requests with an Idempotency-Key. Nil
+	// means the store itself when it is a ReplayStore (as the SQLite store
+	// is, so replies survive a restart), and memory otherwise.
+	Replays ReplayStore
+}
+
+// Server serves the HTTP API over a store. It is safe for concurrent use.
+type Server struct {
+	store   keystore.Store
+	log     *slog.Logger
+	now     func() time.Time
+	limiter *limiter // nil: no rate limit
+	replays ReplayStore
+	locks   keyLocks
+	mux     *http.ServeMux
+}
+
+var _ http.Handler = (*Server)(nil)
+
+// New returns a Server over store. The caller keeps ownership of store.
+func New(store keystore.Store, opts Options) *Server {
+	s := &Server{store: store, log: opts.Logger, now: opts.Now, replays: opts.Replays}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if opts.RateLimit > 0 {
+		s.limiter = newLimiter(opts.RateLimit, s.now)
+	}
+	if s.replays == nil {
+		if rs, ok := store.(ReplayStore); ok {
+			s.replays = rs
+		} else {
+			s.replays = newMemoryReplays()
+		}
+	}
+	s.routes()
+	return s
+}
+
+func (s *Server) routes() {
+	m := http.NewServeMux()
+	m.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		s.writeJSON(w, r, http.StatusOK, envelope{Data: map[string]string{"status": "ok"}})
+	})
+	m.Handle("POST /v1/api-keys", s.endpoint(needAdmin|idempotent, s.create))
+	m.Handle("GET /v1/api-keys", s.endpoint(needAdmin, s.list))
+	m.Handle("POST /v1/api-keys/verify", s.endpoint(0, s.verify))
+	m.Handle("GET /v1/api-keys/{id}", s.endpoint(needAdmin, s.show))
+	m.Handle("POST /v1/api-keys/{id}/rotate", s.endpoint(needAdmin|idempotent, s.rotate))
+	m.Handle("DELETE /v1/api-keys/{id}", s.endpoint(needAdmin, s.revoke))
+	m.Handle("GET /v1/audit-events", s.endpoint(needAdmin, s.audit))
+	s.mux = m
+}
+
+// reqState is what the log line of a request needs to know, filled in as
+// the request is handled.
+type reqState struct {
+	id    string
+	keyID string // the caller's key, once verified
+	err   error  // the cause of a 5xx reply
+}
+
+type stateKey struct{}
+
+func state(r *http.Request) *reqState {
+	if st, ok := r.Context().Value(stateKey{}).(*reqState); ok {
+		return st
+	}
+	return &reqState{}
+}
+
+// ServeHTTP gives every reply an X-Request-Id, turns a panic into a 500 and
+// logs one line per request.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	st := &reqState{id: requestID(r.Header.Get("X-Request-Id"))}
+	rw := &replyWriter{ResponseWriter: w, r: r, srv: s}
+	w.Header().Set("X-Request-Id", st.id)
+	r = r.WithContext(context.WithValue(r.Context(), stateKey{}, st))
+	rw.r = r
+	if r.Body != nil {
+		r.Body = http.MaxBytesReader(w, r.Body, MaxBodyBytes)
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			st.err = fmt.Errorf("panic: %v\n%s", p, debug.Stack())
+			if !rw.wroteHeader {
+				s.writeError(rw, r, keystore.Errorf(keystore.EINTERNAL, "panic"))
+			}
+		}
+		status := rw.status
+		if !rw.wroteHeader {
+			status = http.StatusOK // what net/http sends for a handler that wrote nothing
+		}
+		s.logRequest(r, st, status, time.Since(start))
+	}()
+	s.mux.ServeHTTP(rw, r)
+}
+
+func (s *Server) logRequest(r *http.Request, st *reqState, status int, d time.Duration) {
+	attrs := []slog.Attr{
+		slog.String("method", r.Method),
+		slog.String("path", logPath(r.URL.Path)),
+		slog.Int("status", status),
+		slog.Float64("duration_ms", float64(d.Microseconds())/1000),
+		slog.String("request_id", st.id),
+	}
+	if st.keyID != "" {
+		attrs = append(attrs, slog.String("key_id", st.keyID))
+	}
+	level := slog.LevelInfo
+	if status >= 500 {
+		level = slog.LevelError
+		if st.err != nil {
+			// Store errors are safe to show (keystore.Error never holds a
+			// secret); they stay in the log, not in the reply.
+			attrs = append(attrs, slog.String("error", st.err.Error()))
+		}
+	}
+	s.log.LogAttrs(context.Background(), level, "request", attrs...)
+}
+
+// logPath is the path as logged: a path segment that looks like a secret
+// (someone put a key in the URL by mistake) is not written down.
+func logPath(p string) string {
+	if len(p) > 200 {
+		p = p[:200] + "…"
+	}
+	parts := strings.Split(p, "/")
+	for i, part := range parts {
+		if strings.Contains(part, "sk_live_") || strings.Contains(part, "sk_test_") {
+			parts[i] = "[redacted]"
+		}
+	}
+	return strings.Join(parts, "/")
+}
+
+// requestID echoes a client's request ID when it is a short, plain token
+// (and not a secret sent there by mistake), and makes a new one otherwise.
+func requestID(given string) string {
+	if n := len(given); n > 0 && n <= 64 && !strings.HasPrefix(given, "sk_") &&
+		strings.Trim(given, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") == "" {
+		return given
+	}
+	var b [12]byte
+	rand.Read(b[:])
+	return "req_" + hex.EncodeToString(b[:])
+}
+
+// replyWriter records the status for the log, and turns the plain-text
+// replies of http.ServeMux (404, 405, redirects) into JSON errors: only
+// writeJSON writes through unchanged.
+type replyWriter struct {
+	http.ResponseWriter
+	r           *http.Request
+	srv         *Server
+	status      int
+	wroteHeader bool
+	ours        bool // the reply being written is one of ours
+	swallow     bool // discard the body of a reply that was replaced
+}
+
+func (w *replyWriter) WriteHeader(code int) {
+	if w.wroteHeader {
+		return
+	}
+	if !w.ours && code >= 300 {
+		// A reply of the mux: write ours instead. Redirects (to a cleaned
+		// path or a trailing slash) are not followed by API clients: 404.
+		w.swallow = true
+		h := w.Header()
+		h.Del("Location")
+		h.Del("Content-Length")
+		status, errCode := http.StatusNotFound, keystore.ENOTFOUND
+		msg := fmt.Sprintf("no such endpoint: %s %s", w.r.Method, logPath(w.r.URL.Path))
+		if allow := h.Get("Allow"); allow != "" && code == http.StatusMethodNotAllowed {
+			status, errCode = http.StatusMethodNotAllowed, "method_not_allowed"
+			msg = fmt.Sprintf("method %s not allowed for %s (allowed: %s)", w.r.Method, logPath(w.r.URL.Path), allow)
+		}
+		w.setJSONHeaders()
+		w.status, w.wroteHeader = status, true
+		w.ResponseWriter.WriteHeader(status)
+		w.ResponseWriter.Write(errorBody(errCode, msg, state(w.r).id))
+		return
+	}
+	w.status, w.wroteHeader = code, true
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *replyWriter) Write(b []byte) (int, error) {
+	if !w.wroteHeader {
+		w.WriteHeader(http.StatusOK)
+	}
+	if w.swallow {
+		return len(b), nil
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the connection's writer.
+func (w *replyWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+func (w *replyWriter) setJSONHeaders() {
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("X-Content-Type-Options", "nosniff")
+	// Replies may hold a new secret: no cache may keep them.
+	h.Set("Cache-Control", "no-store")
+}
+
+// envelope is the shape of every successful reply.
+type envelope struct {
+	Data any `json:"data"`
+	Meta any `json:"meta,omitempty"`
+}
+
+func errorBody(code, msg, requestID string) []byte {
+	type errorObj struct {
+		Code      string `json:"code"`
+		Message   string `json:"message"`
+		RequestID string `json:"request_id"`
+	}
+	b, _ := json.Marshal(struct {
+		Error errorObj `json:"error"`
+	}{errorObj{code, msg, requestID}})
+	return append(b, '\n')
+}
+
+// writeJSON writes a reply of ours.
+func (s *Server) writeJSON(w http.ResponseWriter, r *http.Request, status int, v any) {
+	body, err := marshal(v)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	s.writeRaw(w, status, body)
+}
+
+func (s *Server) writeRaw(w http.ResponseWriter, status int, body []byte) {
+	if rw, ok := w.(*replyWriter); ok {
+		rw.ours = true
+		rw.setJSONHeaders()
+	} else {
+		w.Header().Set("Content-Type", "application/json")
+	}
+	w.WriteHeader(status)
+	w.Write(body)
+}
+
+func marshal(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, fmt.Errorf("encode reply: %w", err)
+	}
+	return buf.Bytes(), nil
+}
+
+// statusOf maps an error code of the domain to an HTTP status.
+func statusOf(code string) int {
+	switch code {
+	case keystore.EINVALID:
+		return http.StatusBadRequest
+	case keystore.EUNAUTHORIZED:
+		return http.StatusUnauthorized
+	case keystore.EFORBIDDEN:
+		return http.StatusForbidden
+	case keystore.ENOTFOUND:
+		return http.StatusNotFound
+	case keystore.ECONFLICT:
+		return http.StatusConflict
+	case keystore.ETOOLARGE:
+		return http.StatusRequestEntityTooLarge
+	case keystore.ERATELIMITED:
+		return http.StatusTooManyRequests
+	}
+	return http.StatusInternalServerError
+}
+
+// writeError writes err as an error reply. The message of a 5xx reply is
+// generic: the cause goes to the log only.
+func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	st := state(r)
+	code := keystore.ErrorCode(err)
+	status := statusOf(code)
+	msg := err.Error()
+	if status >= 500 {
+		st.err = errors.Join(st.err, err)
+		code = keystore.EINTERNAL
+		msg = "internal error in the key service; the server log has the details under this request_id"
+	}
+	if status == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="keyctl"`)
+	}
+	s.writeRaw(w, status, errorBody(code, msg, st.id))
+}
+
+// readBody reads a request body whole, refusing one over MaxBodyBytes.
+func readBody(r *http.Request) ([]byte, error) {
+	if r.Body == nil {
+		return nil, nil
+	}
+	b, err := io.ReadAll(r.Body)
+	if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+		return nil, keystore.Errorf(keystore.ETOOLARGE, "request body over the limit of %d bytes", MaxBodyBytes)
+	}
+	if err != nil {
+		return nil, keystore.Errorf(keystore.EINVALID, "cannot read the request body: %v", err)
+	}
+	return b, nil
+}
