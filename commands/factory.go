@@ -4,9 +4,11 @@ import (
 	"context"
 	"os"
 	"os/user"
+	"strings"
 	"time"
 
 	"github.com/chatbotplatform/keyctl/keystore"
+	"github.com/chatbotplatform/keyctl/keystore/remote"
 	"github.com/chatbotplatform/keyctl/keystore/sqlite"
 	"github.com/chatbotplatform/keyctl/output"
 )
@@ -44,10 +46,18 @@ func NewFactory(io *output.IOStreams, now func() time.Time) *Factory {
 }
 
 func (f *Factory) openStore() (keystore.Store, error) {
-	if f.Settings.APIURL != "" {
-		return nil, keystore.Errorf(keystore.EUNAVAILABLE, "the remote store (--api-url) is not available in this build")
+	s := f.Settings
+	if s.APIURL != "" {
+		// The API key comes from the environment only, never from a flag
+		// (visible to other users) or the config file.
+		key := strings.TrimSpace(os.Getenv(s.APIKeyEnv))
+		if key == "" {
+			return nil, withHint(usageError("no API key for the key service at %s: %s is not set", s.APIURL, s.APIKeyEnv),
+				"set "+s.APIKeyEnv+" to an admin key of the key service")
+		}
+		return remote.Open(s.APIURL, key, remote.Options{Timeout: s.Timeout})
 	}
-	return sqlite.Open(f.Settings.StorePath, sqlite.Options{Now: f.Now})
+	return sqlite.Open(s.StorePath, sqlite.Options{Now: f.Now})
 }
 
 // Close closes the store if one was opened.

@@ -126,6 +126,7 @@ remote key service.`,
 		cmd.AddCommand(c)
 	}
 	addWebhookCommands(cmd, f)
+	addServiceCommands(cmd, f)
 
 	cmd.AddGroup(&cobra.Group{ID: "other", Title: "Other commands:"})
 	for _, c := range []*cobra.Command{

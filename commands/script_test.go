@@ -3,6 +3,8 @@ package commands
 import (
 	"errors"
 	"fmt"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -51,6 +53,9 @@ func TestScripts(t *testing.T) {
 			"filemode": cmdFileMode,
 			"capture":  cmdCapture,
 			"exits":    cmdExits,
+			"freeport": cmdFreePort,
+			"waitfor":  cmdWaitFor,
+			"expand":   cmdExpand,
 		},
 	})
 }
@@ -97,4 +102,51 @@ func cmdExits(ts *testscript.TestScript, neg bool, args []string) {
 	if got != want {
 		ts.Fatalf("%s exited with status %d, want %d", args[1], got, want)
 	}
+}
+
+// cmdFreePort sets an environment variable to a TCP port that is free on
+// 127.0.0.1 now, for a server the script starts: freeport PORT.
+func cmdFreePort(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 1 || neg {
+		ts.Fatalf("usage: freeport NAME")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ts.Check(err)
+	port := ln.Addr().(*net.TCPAddr).Port
+	ts.Check(ln.Close())
+	ts.Setenv(args[0], strconv.Itoa(port))
+}
+
+// cmdWaitFor polls a URL until it answers 200, for up to 10 seconds, so a
+// script can use a server it started in the background: waitfor URL.
+func cmdWaitFor(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 1 || neg {
+		ts.Fatalf("usage: waitfor URL")
+	}
+	client := &http.Client{Timeout: time.Second}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := client.Get(args[0])
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			ts.Fatalf("%s did not answer 200 within 10s (last: %v)", args[0], err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// cmdExpand replaces $NAME and ${NAME} in a file with the script's
+// environment variables, for a config file that names a port chosen by
+// freeport: expand FILE.
+func cmdExpand(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 1 || neg {
+		ts.Fatalf("usage: expand FILE")
+	}
+	path := ts.MkAbs(args[0])
+	ts.Check(os.WriteFile(path, []byte(os.Expand(ts.ReadFile(args[0]), ts.Getenv)), 0o600))
 }

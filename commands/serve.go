@@ -1,0 +1,191 @@
+package commands
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/chatbotplatform/keyctl/server"
+)
+
+// addServiceCommands adds serve to the root, in a group of its own.
+func addServiceCommands(root *cobra.Command, f *Factory) {
+	root.AddGroup(&cobra.Group{ID: "service", Title: "Service commands:"})
+	c := NewCmdServe(f, nil)
+	c.GroupID = "service"
+	root.AddCommand(c)
+}
+
+// HTTP server limits of keyctl serve.
+const (
+	readHeaderTimeout = 5 * time.Second
+	readTimeout       = 30 * time.Second
+	writeTimeout      = 60 * time.Second
+	idleTimeout       = 120 * time.Second
+	maxHeaderBytes    = 64 << 10
+	shutdownTimeout   = 10 * time.Second
+)
+
+// ServeOptions are the inputs of keyctl serve.
+type ServeOptions struct {
+	f *Factory
+
+	Addr      string
+	TLSCert   string
+	TLSKey    string
+	RateLimit string
+
+	Rate float64 // requests per second per API key, from RateLimit; 0: no limit
+}
+
+// NewCmdServe builds keyctl serve.
+func NewCmdServe(f *Factory, runF func(*ServeOptions) error) *cobra.Command {
+	opts := &ServeOptions{f: f}
+	cmd := &cobra.Command{
+		Use:   "serve [--addr HOST:PORT] [--tls-cert FILE --tls-key FILE] [--rate-limit N/s]",
+		Short: "Serve the key store as an HTTP API",
+		Long: `Serve the local SQLite key store (--store, or the profile's store) as the
+key service's HTTP API, so that clients and other keyctl commands can use it
+with --api-url http://HOST:PORT/v1 and an API key in CHATBOT_API_KEY.
+
+Every request but GET /healthz needs "Authorization: Bearer <key>"; managing
+keys and reading the audit log need a key with the admin scope, verifying a
+key needs any valid key. Create the first admin key locally:
+keyctl --store FILE create --name admin --scope admin.
+
+Each request is logged as one JSON line on stderr (never a secret). The
+address is logged as "listening on URL" once the server listens; with port 0
+the system picks a free port. SIGINT or SIGTERM stops the server gracefully.`,
+		Example: `  keyctl --store keys.db create -q --name admin --scope admin
+  keyctl --store keys.db serve --addr 127.0.0.1:8080
+  keyctl serve --addr :8443 --tls-cert cert.pem --tls-key key.pem --rate-limit 6000/m`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := opts.resolve(); err != nil {
+				return err
+			}
+			if runF != nil {
+				return runF(opts)
+			}
+			return serveRun(cmd.Context(), opts)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&opts.Addr, "addr", "127.0.0.1:8080", "address to listen on, HOST:PORT (port 0 picks a free one)")
+	fl.StringVar(&opts.TLSCert, "tls-cert", "", "serve HTTPS with this certificate file (PEM)")
+	fl.StringVar(&opts.TLSKey, "tls-key", "", "the private key file (PEM) of --tls-cert")
+	fl.StringVar(&opts.RateLimit, "rate-limit", "100/s", "requests allowed per API key, such as 100/s or 6000/m; 0 for no limit")
+	return cmd
+}
+
+func (opts *ServeOptions) resolve() error {
+	if opts.f.Settings.APIURL != "" {
+		return withHint(usageError("serve serves a local store; --api-url (here %s) is for clients of a key service", opts.f.Settings.APIURL),
+			"pass --store FILE, or a profile with a store")
+	}
+	if (opts.TLSCert == "") != (opts.TLSKey == "") {
+		return usageError("--tls-cert and --tls-key go together")
+	}
+	if _, _, err := net.SplitHostPort(opts.Addr); err != nil {
+		return usageError("invalid --addr %q (want HOST:PORT, such as 127.0.0.1:8080)", opts.Addr)
+	}
+	rate, err := parseRate(opts.RateLimit)
+	if err != nil {
+		return err
+	}
+	opts.Rate = rate
+	return nil
+}
+
+// parseRate reads a rate such as 100/s, 6000/m or 50000/h as requests per
+// second; "0" is no limit.
+func parseRate(s string) (float64, error) {
+	bad := func() (float64, error) {
+		return 0, usageError("invalid --rate-limit %q (want requests per second, minute or hour, such as 100/s or 6000/m, or 0 for no limit)", s)
+	}
+	if s == "0" {
+		return 0, nil
+	}
+	num, unit, ok := strings.Cut(s, "/")
+	if !ok {
+		return bad()
+	}
+	n, err := strconv.ParseFloat(num, 64)
+	if err != nil || n < 0 || math.IsInf(n, 0) || math.IsNaN(n) || strings.ContainsAny(num, "eEpPxX_") {
+		return bad()
+	}
+	seconds := map[string]float64{"s": 1, "m": 60, "h": 3600}[unit]
+	if seconds == 0 {
+		return bad()
+	}
+	return n / seconds, nil
+}
+
+func serveRun(ctx context.Context, opts *ServeOptions) error {
+	f := opts.f
+	var tlsConfig *tls.Config
+	if opts.TLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(opts.TLSCert, opts.TLSKey)
+		if err != nil {
+			return usageError("cannot load --tls-cert and --tls-key: %s", oneLine(err.Error()))
+		}
+		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	store, err := f.Store()
+	if err != nil {
+		return err
+	}
+	logger := slog.New(slog.NewJSONHandler(f.IO.ErrOut, nil))
+	srv := &http.Server{
+		Handler:           server.New(store, server.Options{Logger: logger, RateLimit: opts.Rate}),
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       readTimeout,
+		WriteTimeout:      writeTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
+		TLSConfig:         tlsConfig,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", opts.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", opts.Addr, err)
+	}
+	scheme := "http"
+	if tlsConfig != nil {
+		scheme = "https"
+		ln = tls.NewListener(ln, tlsConfig)
+	}
+	url := scheme + "://" + ln.Addr().String()
+	logger.Info("listening on "+url, "url", url, "api", url+"/v1")
+
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	select {
+	case err := <-served:
+		return fmt.Errorf("serve on %s: %w", url, err)
+	case <-ctx.Done():
+	}
+	logger.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		srv.Close()
+		return fmt.Errorf("shut down: %w", err)
+	}
+	if err := <-served; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("serve on %s: %w", url, err)
+	}
+	logger.Info("stopped")
+	return nil
+}
