@@ -124,10 +124,12 @@ func parseExpiry(in, at string, now time.Time) (*time.Time, error) {
 		if err != nil {
 			return nil, usageError("invalid --expires-at %q (want RFC 3339, such as 2027-01-31T12:00:00Z, or YYYY-MM-DD)", at)
 		}
-		if !t.After(now) {
-			return nil, usageError("--expires-at %s is not in the future", t.UTC().Format(time.RFC3339))
-		}
+		// Keys keep whole seconds: cut first, so that a time within the
+		// current second is refused here, by this flag's name.
 		t = t.UTC().Truncate(time.Second)
+		if !t.After(now) {
+			return nil, usageError("--expires-at %s is not in the future", t.Format(time.RFC3339))
+		}
 		return &t, nil
 	}
 	return nil, nil
