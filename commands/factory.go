@@ -25,6 +25,10 @@ type Factory struct {
 	// Store opens the configured store once; later calls return the same one.
 	Store func() (keystore.Store, error)
 
+	// CacheVerify makes a SQLite store serve Verify from memory: for a
+	// long-lived process (serve), set before the first call to Store.
+	CacheVerify bool
+
 	store keystore.Store
 }
 
@@ -57,7 +61,7 @@ func (f *Factory) openStore() (keystore.Store, error) {
 		}
 		return remote.Open(s.APIURL, key, remote.Options{Timeout: s.Timeout})
 	}
-	return sqlite.Open(s.StorePath, sqlite.Options{Now: f.Now})
+	return sqlite.Open(s.StorePath, sqlite.Options{Now: f.Now, CacheVerify: f.CacheVerify})
 }
 
 // Close closes the store if one was opened.

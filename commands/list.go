@@ -1,11 +1,10 @@
 package commands
 
 import (
-	"bytes"
+	"bufio"
 	"context"
-	"encoding/json"
-	"fmt"
 	"io"
+	"runtime/debug"
 
 	"github.com/spf13/cobra"
 
@@ -114,6 +113,11 @@ func listRun(ctx context.Context, opts *ListOptions) error {
 	}
 	p := f.printer()
 	keys := store.List(ctx, opts.Query)
+	if opts.All {
+		// Streaming keeps the live heap small and the garbage large: a
+		// collection at every few megabytes would take a fifth of the time.
+		defer debug.SetGCPercent(debug.SetGCPercent(400))
+	}
 	switch {
 	case p.jq != nil:
 		// A filter sees the whole array, so this path holds it in memory.
@@ -129,17 +133,19 @@ func listRun(ctx context.Context, opts *ListOptions) error {
 		}
 		return output.WriteJSON(f.IO.Out, all, p.jq)
 	case p.format == output.FormatJSONL:
-		enc := json.NewEncoder(f.IO.Out)
-		enc.SetEscapeHTML(false)
+		w := bufio.NewWriterSize(f.IO.Out, 64<<10)
+		var b []byte
 		for k, err := range keys {
 			if err != nil {
+				w.Flush()
 				return asUsage(err)
 			}
-			if err := enc.Encode(k); err != nil {
+			b = append(k.AppendJSON(b[:0]), '\n')
+			if _, err := w.Write(b); err != nil {
 				return err
 			}
 		}
-		return nil
+		return w.Flush()
 	case p.format == output.FormatJSON:
 		return streamJSONArray(f.IO.Out, keys)
 	}
@@ -162,35 +168,31 @@ func listRun(ctx context.Context, opts *ListOptions) error {
 }
 
 // streamJSONArray writes keys as an indented JSON array one element at a
-// time, so memory stays flat however many keys there are.
-func streamJSONArray(w io.Writer, keys func(func(*keystore.Key, error) bool)) error {
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	enc.SetIndent("  ", "  ")
+// time, through a small buffer, so memory stays flat however many keys
+// there are. The bytes are those of json.MarshalIndent(keys, "", "  ").
+func streamJSONArray(out io.Writer, keys func(func(*keystore.Key, error) bool)) error {
+	w := bufio.NewWriterSize(out, 64<<10)
+	var b []byte
 	n := 0
 	for k, err := range keys {
 		if err != nil {
+			w.Flush()
 			return asUsage(err)
 		}
-		buf.Reset()
-		if err := enc.Encode(k); err != nil {
-			return err
-		}
-		b := bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
 		sep := ",\n  "
 		if n == 0 {
 			sep = "[\n  "
 		}
-		if _, err := fmt.Fprintf(w, "%s%s", sep, b); err != nil {
+		b = k.AppendJSONIndent(append(b[:0], sep...), "  ", "  ")
+		if _, err := w.Write(b); err != nil {
 			return err
 		}
 		n++
 	}
 	if n == 0 {
-		_, err := io.WriteString(w, "[]\n")
-		return err
+		w.WriteString("[]\n")
+	} else {
+		w.WriteString("\n]\n")
 	}
-	_, err := io.WriteString(w, "\n]\n")
-	return err
+	return w.Flush()
 }

@@ -120,6 +120,7 @@ remote key service.`,
 		NewCmdRotate(f, nil),
 		NewCmdRevoke(f, nil),
 		NewCmdVerify(f, nil),
+		NewCmdImport(f, nil),
 		NewCmdAudit(f, nil),
 	} {
 		c.GroupID = "keys"

@@ -141,11 +141,14 @@ func serveRun(ctx context.Context, opts *ServeOptions) error {
 		}
 		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
+	// Every request verifies its bearer key: from memory, exactly (see
+	// keystore/sqlite's cache).
+	f.CacheVerify = true
 	store, err := f.Store()
 	if err != nil {
 		return err
 	}
-	logger := slog.New(slog.NewJSONHandler(f.IO.ErrOut, nil))
+	logger := server.NewLogger(f.IO.ErrOut)
 	srv := &http.Server{
 		Handler:           server.New(store, server.Options{Logger: logger, RateLimit: opts.Rate}),
 		ReadHeaderTimeout: readHeaderTimeout,
@@ -171,6 +174,7 @@ func serveRun(ctx context.Context, opts *ServeOptions) error {
 
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
+	go keepHeapFloor(ctx)
 	select {
 	case err := <-served:
 		return fmt.Errorf("serve on %s: %w", url, err)

@@ -8,9 +8,24 @@ import (
 	"time"
 )
 
+// MaxImportBatch bounds the keys of one Store.Import call. A batch is one
+// transaction: a large one makes an import fast (each commit writes every
+// page of the indexes it touched, and the keys' IDs and hashes are random),
+// a bounded one keeps the store's write lock short for other writers (well
+// under a second at a million keys).
+const MaxImportBatch = 10000
+
+// Where an imported key came from: the secret itself, or only its SHA-256.
+const (
+	ImportSourceKey    = "key"
+	ImportSourceSHA256 = "key_sha256"
+)
+
 // ImportRecord is one line of an import file (JSON Lines). It carries either
 // the secret itself (Key) or only its SHA-256 (KeySHA256), to move hashed
-// keys from another system without reissuing them.
+// keys from another system without reissuing them. Hint goes only with
+// KeySHA256: the display hint the other system kept, such as
+// sk_live_3nF8…a9Qz; without it the hint shows only the prefix.
 type ImportRecord struct {
 	Name        string            `json:"name"`
 	Scopes      []string          `json:"scopes"`
@@ -20,15 +35,18 @@ type ImportRecord struct {
 	Metadata    map[string]string `json:"metadata,omitempty"`
 	Key         string            `json:"key,omitempty"`
 	KeySHA256   string            `json:"key_sha256,omitempty"`
+	Hint        string            `json:"hint,omitempty"`
 }
 
 // ImportKey is a checked ImportRecord, ready for a store: the secret is
-// gone, only its hash and hint remain.
+// gone, only its hash and hint remain. A zero CreatedAt means the time of
+// the import, by the store's clock.
 type ImportKey struct {
 	Params    CreateParams
 	Hash      [32]byte
 	Hint      string
 	CreatedAt time.Time
+	Source    string // ImportSourceKey or ImportSourceSHA256; "" counts as the latter
 }
 
 // ImportResult counts what an import did. Failed holds one entry per record
@@ -40,15 +58,33 @@ type ImportResult struct {
 	Errors   []ImportFailed `json:"errors,omitempty"`
 }
 
-// ImportFailed names a record that could not be imported and why.
+// ImportFailed names a record that could not be imported and why. Line
+// counts from 1: the line of a file, or the position in a batch.
 type ImportFailed struct {
 	Line    int    `json:"line"`
 	Message string `json:"message"`
 }
 
-// ParseImportRecord reads and checks one JSON line at time now. Scopes may be
+// ParseImportRecord reads and checks one JSON line at time now: it is
+// DecodeImportRecord followed by ImportKey.Validate. Scopes may be
 // patterns. The error never contains the secret.
 func ParseImportRecord(line []byte, now time.Time) (*ImportKey, error) {
+	k, err := DecodeImportRecord(line)
+	if err != nil {
+		return nil, err
+	}
+	if err := k.Validate(now); err != nil {
+		return nil, err
+	}
+	return k, nil
+}
+
+// DecodeImportRecord reads one JSON line and checks all that does not
+// depend on the time: the JSON, the key or its hash, the hint, the
+// environment and the scope patterns. The name, the metadata and the times
+// are left to Validate, which a store calls with its own clock. The error
+// never contains the secret.
+func DecodeImportRecord(line []byte) (*ImportKey, error) {
 	var r ImportRecord
 	dec := json.NewDecoder(bytes.NewReader(line))
 	dec.DisallowUnknownFields()
@@ -58,11 +94,8 @@ func ParseImportRecord(line []byte, now time.Time) (*ImportKey, error) {
 	if dec.More() {
 		return nil, Errorf(EINVALID, "more than one JSON value on the line")
 	}
-	k := &ImportKey{CreatedAt: now.UTC().Truncate(time.Second)}
+	k := &ImportKey{}
 	if r.CreatedAt != nil {
-		if r.CreatedAt.After(now) {
-			return nil, Errorf(EINVALID, "created_at is in the future")
-		}
 		k.CreatedAt = r.CreatedAt.UTC().Truncate(time.Second)
 	}
 	switch {
@@ -76,9 +109,13 @@ func ParseImportRecord(line []byte, now time.Time) (*ImportKey, error) {
 		if r.Environment != "" && r.Environment != env {
 			return nil, Errorf(EINVALID, "environment %q does not match the key's prefix sk_%s_", truncate(r.Environment, 20), env)
 		}
+		if r.Hint != "" {
+			return nil, Errorf(EINVALID, "hint goes only with key_sha256: the hint of a key is made from the key")
+		}
 		r.Environment = env
 		k.Hash = HashToken(r.Key)
 		k.Hint = Hint(r.Key)
+		k.Source = ImportSourceKey
 	case r.KeySHA256 != "":
 		b, err := hex.DecodeString(r.KeySHA256)
 		if err != nil || len(b) != 32 {
@@ -88,8 +125,19 @@ func ParseImportRecord(line []byte, now time.Time) (*ImportKey, error) {
 		if r.Environment == "" {
 			r.Environment = EnvLive
 		}
-		// The secret is unknown: the hint can name only its prefix.
+		if !ValidEnv(r.Environment) {
+			return nil, Errorf(EINVALID, "unknown environment %q (want live or test)", truncate(r.Environment, 20))
+		}
+		// The secret is unknown: unless the record brings the hint the
+		// other system kept, the hint can name only its prefix.
 		k.Hint = "sk_" + r.Environment + "_…"
+		if r.Hint != "" {
+			if err := CheckHint(r.Hint, r.Environment); err != nil {
+				return nil, err
+			}
+			k.Hint = r.Hint
+		}
+		k.Source = ImportSourceSHA256
 	default:
 		return nil, Errorf(EINVALID, "a record needs key or key_sha256")
 	}
@@ -102,10 +150,53 @@ func ParseImportRecord(line []byte, now time.Time) (*ImportKey, error) {
 		e := r.ExpiresAt.UTC().Truncate(time.Second)
 		k.Params.ExpiresAt = &e
 	}
-	if err := k.Params.Validate(now); err != nil {
-		return nil, err
-	}
 	return k, nil
+}
+
+// Validate checks k at time now and fills its defaults (environment live,
+// hint sk_<env>_…), as CreateParams.Validate does: a store calls it on
+// every key it is given. The times are cut to whole seconds first, as the
+// store keeps them.
+func (k *ImportKey) Validate(now time.Time) error {
+	if k.Params.ExpiresAt != nil {
+		e := k.Params.ExpiresAt.UTC().Truncate(time.Second)
+		k.Params.ExpiresAt = &e
+	}
+	if err := k.Params.Validate(now); err != nil {
+		return err
+	}
+	if !k.CreatedAt.IsZero() {
+		k.CreatedAt = k.CreatedAt.UTC().Truncate(time.Second)
+		if k.CreatedAt.After(now) {
+			return Errorf(EINVALID, "created_at is in the future")
+		}
+	}
+	if k.Hint == "" {
+		k.Hint = "sk_" + k.Params.Environment + "_…"
+	}
+	return CheckHint(k.Hint, k.Params.Environment)
+}
+
+// ValidHint reports whether hint has the shape of a display hint of a key
+// of environment env: sk_<env>_, at most 4 characters, "…", at most 4
+// characters, as Hint makes (sk_live_3nF8…a9Qz) or shorter (sk_live_…).
+// A hint never holds more of a secret than that.
+func ValidHint(hint, env string) bool {
+	rest, ok := strings.CutPrefix(hint, "sk_"+env+"_")
+	if !ok || !ValidEnv(env) {
+		return false
+	}
+	head, tail, ok := strings.Cut(rest, "…")
+	return ok && len(head) <= 4 && len(tail) <= 4 && isBase62(head) && isBase62(tail)
+}
+
+// CheckHint is ValidHint as an error, EINVALID, that does not repeat the
+// hint: it might be a secret put in the wrong place.
+func CheckHint(hint, env string) error {
+	if ValidHint(hint, env) {
+		return nil
+	}
+	return Errorf(EINVALID, "hint must look like sk_%s_AbCd…WxYz (at most 4 characters either side of the …)", env)
 }
 
 // jsonProblem describes a decoding error without quoting the input, which
@@ -116,6 +207,8 @@ func jsonProblem(err error) string {
 	switch {
 	case asErr(err, &syn):
 		return "syntax error at byte " + itoa(int(syn.Offset))
+	case asErr(err, &typ) && typ.Field == "":
+		return "a record must be a JSON object, not " + typ.Value
 	case asErr(err, &typ):
 		return "field " + typ.Field + " has the wrong type"
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
@@ -126,6 +219,8 @@ func jsonProblem(err error) string {
 		return "unknown field " + field
 	case err.Error() == "EOF":
 		return "empty line"
+	case err.Error() == "unexpected EOF":
+		return "the record ends too early"
 	}
 	return "malformed JSON"
 }

@@ -32,8 +32,81 @@ func TestParseImportRecord(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if k.Hash != sum || k.Params.Environment != "live" || k.Hint != "sk_live_…" || !k.CreatedAt.Equal(importNow) {
+	if k.Hash != sum || k.Params.Environment != "live" || k.Hint != "sk_live_…" || !k.CreatedAt.IsZero() ||
+		k.Source != keystore.ImportSourceSHA256 {
 		t.Errorf("parsed hashed record %+v", k)
+	}
+
+	// A hashed record may bring the hint the other system kept.
+	k, err = keystore.ParseImportRecord([]byte(`{"name":"h","scopes":["admin"],"environment":"test","key_sha256":"`+hex.EncodeToString(sum[:])+`","hint":"`+keystore.Hint(secret)+`"}`), importNow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k.Hint != keystore.Hint(secret) || k.Params.Environment != "test" {
+		t.Errorf("parsed hashed record with hint %+v", k)
+	}
+}
+
+func TestImportKeyValidate(t *testing.T) {
+	k, err := keystore.DecodeImportRecord([]byte(`{"name":"x","scopes":["admin"],"key_sha256":"` + strings.Repeat("ab", 32) + `","expires_at":"2026-01-01T00:00:00.5Z","created_at":"2025-12-31T22:59:59.9Z"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Decoding does not look at the clock; validating does, in whole seconds.
+	if err := k.Validate(importNow.Add(-time.Hour)); err != nil {
+		t.Errorf("Validate an hour earlier: %v", err)
+	}
+	if err := k.Validate(importNow); err == nil || !strings.Contains(err.Error(), "not in the future") {
+		t.Errorf("Validate at expiry = %v, want not in the future", err)
+	}
+	if !k.CreatedAt.Equal(importNow.Add(-time.Hour - time.Second)) {
+		t.Errorf("created_at = %v, want whole seconds", k.CreatedAt)
+	}
+
+	// A store checks what it is given, the hint included: never a secret.
+	secret, _ := keystore.NewToken(keystore.EnvLive, nil)
+	for _, tt := range []struct {
+		name string
+		k    keystore.ImportKey
+		want string
+	}{
+		{"secret as hint", keystore.ImportKey{Params: keystore.CreateParams{Name: "x", Scopes: []string{"admin"}}, Hint: secret}, "hint must look like"},
+		{"hint of another env", keystore.ImportKey{Params: keystore.CreateParams{Name: "x", Scopes: []string{"admin"}}, Hint: "sk_test_…"}, "hint must look like"},
+		{"pattern scope", keystore.ImportKey{Params: keystore.CreateParams{Name: "x", Scopes: []string{"bots:*"}}, Hint: "sk_live_…"}, "unknown scope"},
+		{"future created_at", keystore.ImportKey{Params: keystore.CreateParams{Name: "x", Scopes: []string{"admin"}}, Hint: "sk_live_…", CreatedAt: importNow.Add(time.Second)}, "created_at is in the future"},
+	} {
+		err := tt.k.Validate(importNow)
+		if err == nil || keystore.ErrorCode(err) != keystore.EINVALID || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s: Validate = %v, want %q", tt.name, err, tt.want)
+		}
+		if err != nil && strings.Contains(err.Error(), secret[8:20]) {
+			t.Errorf("%s: error %q shows the secret", tt.name, err)
+		}
+	}
+	ok := keystore.ImportKey{Params: keystore.CreateParams{Name: "x", Scopes: []string{"admin"}}, Hint: "sk_live_…"}
+	if err := ok.Validate(importNow); err != nil || ok.Params.Environment != keystore.EnvLive {
+		t.Errorf("Validate = %v, environment %q; want nil, live", err, ok.Params.Environment)
+	}
+}
+
+func TestValidHint(t *testing.T) {
+	secret, _ := keystore.NewToken(keystore.EnvTest, nil)
+	for hint, want := range map[string]bool{
+		keystore.Hint(secret): true,
+		"sk_test_…":           true,
+		"sk_test_ab…":         true,
+		"sk_test_…cd":         true,
+		"sk_live_…":           false, // another environment
+		secret:                false,
+		"sk_test_abcde…":      false,
+		"sk_test_abcd…wxyz1":  false,
+		"sk_test_ab-d…":       false,
+		"sk_test_abcd":        false,
+		"":                    false,
+	} {
+		if got := keystore.ValidHint(hint, keystore.EnvTest); got != want {
+			t.Errorf("ValidHint(%q) = %t, want %t", hint, got, want)
+		}
 	}
 }
 
@@ -43,7 +116,9 @@ func TestParseImportRecordRejects(t *testing.T) {
 	for _, tt := range []struct{ line, want string }{
 		{``, "empty line"},
 		{`{`, "not a JSON import record"},
-		{`[]`, "wrong type"},
+		{`[]`, "a record must be a JSON object, not array"},
+		{`"` + secret + `"`, "a record must be a JSON object, not string"},
+		{`{"name":"x","scopes":"admin","key":"` + secret + `"}`, "field scopes has the wrong type"},
 		{`{"name":"x","scopes":["admin"]}`, "needs key or key_sha256"},
 		{`{"name":"x","scopes":["admin"],"key":"` + secret + `","key_sha256":"` + hash + `"}`, "not both"},
 		{`{"name":"x","scopes":["admin"],"key":"` + secret[:45] + `"}`, "wrong key format"},
@@ -57,6 +132,9 @@ func TestParseImportRecordRejects(t *testing.T) {
 		{`{"name":"x","scopes":["admin"],"key_sha256":"` + hash + `","colour":"red"}`, `unknown field "colour"`},
 		{`{"name":"x","scopes":["admin"],"key_sha256":"` + hash + `"} {}`, "more than one"},
 		{`{"` + secret + `":1}`, "unknown field"},
+		{`{"name":"x","scopes":["admin"],"key":"` + secret + `","hint":"sk_live_…"}`, "hint goes only with key_sha256"},
+		{`{"name":"x","scopes":["admin"],"key_sha256":"` + hash + `","hint":"` + secret + `"}`, "hint must look like"},
+		{`{"name":"x","scopes":["admin"],"key_sha256":"` + hash + `","environment":"prod"}`, "unknown environment"},
 	} {
 		_, err := keystore.ParseImportRecord([]byte(tt.line), importNow)
 		if err == nil || keystore.ErrorCode(err) != keystore.EINVALID || !strings.Contains(err.Error(), tt.want) {
@@ -74,6 +152,7 @@ func FuzzParseImportRecord(f *testing.F) {
 	f.Add([]byte(`{"name":"bot","scopes":["bots:*"],"key":"` + secret + `"}`))
 	f.Add([]byte(`{"name":"h","scopes":["admin"],"key_sha256":"` + strings.Repeat("0f", 32) + `","environment":"test"}`))
 	f.Add([]byte(`{"name":"x","scopes":["*:read"],"key_sha256":"00","expires_at":"2027-01-01T00:00:00Z","metadata":{"a":"b"}}`))
+	f.Add([]byte(`{"name":"h","scopes":["admin"],"key_sha256":"` + strings.Repeat("0f", 32) + `","hint":"sk_live_ab…cd","created_at":"2025-01-01T00:00:00Z"}`))
 	f.Add([]byte(`{}`))
 	f.Add([]byte(`nul`))
 	f.Fuzz(func(t *testing.T, line []byte) {
@@ -84,7 +163,8 @@ func FuzzParseImportRecord(f *testing.F) {
 			}
 			return
 		}
-		if !keystore.ValidEnv(k.Params.Environment) || len(k.Params.Scopes) == 0 || k.Params.Name == "" || k.CreatedAt.After(importNow) {
+		if !keystore.ValidEnv(k.Params.Environment) || len(k.Params.Scopes) == 0 || k.Params.Name == "" || k.CreatedAt.After(importNow) ||
+			!keystore.ValidHint(k.Hint, k.Params.Environment) {
 			t.Fatalf("accepted a bad record: %+v", k)
 		}
 		for _, s := range k.Params.Scopes {

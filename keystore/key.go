@@ -50,6 +50,10 @@ func (k *Key) StatusAt(now time.Time) string {
 
 // MarshalJSON writes times as RFC 3339 in UTC, to the second.
 func (k Key) MarshalJSON() ([]byte, error) {
+	if jsonTimeOK(&k.CreatedAt) && jsonTimeOK(k.ExpiresAt) && jsonTimeOK(k.RevokedAt) && jsonTimeOK(k.LastUsedAt) {
+		return k.AppendJSON(nil), nil
+	}
+	// encoding/json says what is wrong with the time.
 	type plain Key
 	p := plain(k)
 	p.CreatedAt = p.CreatedAt.UTC().Truncate(time.Second)

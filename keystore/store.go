@@ -115,6 +115,18 @@ type Store interface {
 	// the key's last use. A key that is not valid is a result, not an error.
 	Verify(ctx context.Context, secret string, scopes []string) (*Verification, error)
 
+	// Import stores a batch of at most MaxImportBatch keys, each with a new
+	// ID and an audit event (action import), in one transaction. The store
+	// checks each key with ImportKey.Validate at its own time; a key it
+	// refuses is counted in Failed, and named in Errors by its position in
+	// keys (from 1), without stopping the others. A key whose hash the
+	// store holds already, or that came earlier in the batch, is skipped
+	// and counted. EINVALID for a batch that is too large. On any other
+	// error nothing of the batch is stored, except through the remote
+	// store, which may send a large batch in several requests: the result
+	// then counts what the requests before the error stored.
+	Import(ctx context.Context, keys []ImportKey) (ImportResult, error)
+
 	// Audit returns events oldest first, only those of keyID when set
 	// (including rotations to or from it). EINVALID for a malformed ID.
 	Audit(ctx context.Context, keyID string) ([]Event, error)

@@ -59,14 +59,47 @@ func randomBase62(r io.Reader, n int) (string, error) {
 
 // checksum is CRC32 (IEEE) of s in base62, left-padded with 0 to 6 chars.
 func checksum(s string) string {
-	v := crc32.ChecksumIEEE([]byte(s))
-	var b [tokenCheckLen]byte
+	b := checksumOf(s)
+	return string(b[:])
+}
+
+// checksumOf is checksum without allocating: Verify runs it on every
+// request of the HTTP API, and crc32.ChecksumIEEE needs a []byte, which
+// escapes. It computes CRC32 (IEEE) eight bytes at a time
+// ("slicing-by-8"), as hash/crc32 does without CLMUL.
+func checksumOf(s string) (b [tokenCheckLen]byte) {
+	t := &crcSlicing8
+	v := ^uint32(0)
+	for len(s) >= 8 {
+		v ^= uint32(s[0]) | uint32(s[1])<<8 | uint32(s[2])<<16 | uint32(s[3])<<24
+		v = t[0][s[7]] ^ t[1][s[6]] ^ t[2][s[5]] ^ t[3][s[4]] ^
+			t[4][v>>24] ^ t[5][v>>16&0xff] ^ t[6][v>>8&0xff] ^ t[7][v&0xff]
+		s = s[8:]
+	}
+	for i := 0; i < len(s); i++ {
+		v = t[0][byte(v)^s[i]] ^ v>>8
+	}
+	v = ^v
 	for i := tokenCheckLen - 1; i >= 0; i-- {
 		b[i] = base62[v%62]
 		v /= 62
 	}
-	return string(b[:])
+	return b
 }
+
+// crcSlicing8 are the tables of checksumOf: crcSlicing8[0] is the usual
+// CRC32 (IEEE) table, crcSlicing8[k] advances it by k more zero bytes.
+var crcSlicing8 = func() (t [8][256]uint32) {
+	t[0] = *crc32.IEEETable
+	for i := range 256 {
+		v := t[0][i]
+		for k := 1; k < 8; k++ {
+			v = t[0][v&0xff] ^ v>>8
+			t[k][i] = v
+		}
+	}
+	return t
+}()
 
 // NewToken returns a fresh secret for env, reading randomness from r
 // (crypto/rand when r is nil).
@@ -91,10 +124,18 @@ func NewID(r io.Reader) (string, error) {
 	return idPrefix + random, nil
 }
 
+// base62Set marks the bytes of base62: a table, since ParseToken runs on
+// every request of the HTTP API.
+var base62Set = func() (t [256]bool) {
+	for i := range len(base62) {
+		t[base62[i]] = true
+	}
+	return t
+}()
+
 func isBase62(s string) bool {
 	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !('0' <= c && c <= '9' || 'A' <= c && c <= 'Z' || 'a' <= c && c <= 'z') {
+		if !base62Set[s[i]] {
 			return false
 		}
 	}
@@ -124,7 +165,7 @@ func ParseToken(token string) (env string, err error) {
 		return bad("unexpected character")
 	}
 	body, check := token[:TokenLen-tokenCheckLen], token[TokenLen-tokenCheckLen:]
-	if checksum(body) != check {
+	if sum := checksumOf(body); string(sum[:]) != check {
 		return bad("checksum does not match (mistyped or truncated key?)")
 	}
 	return env, nil
@@ -149,7 +190,14 @@ func CheckID(id string) error {
 }
 
 // HashToken is what a store keeps instead of the secret.
-func HashToken(token string) [32]byte { return sha256.Sum256([]byte(token)) }
+func HashToken(token string) [32]byte {
+	var buf [TokenLen]byte
+	if len(token) <= len(buf) { // a copy on the stack spares an allocation
+		n := copy(buf[:], token)
+		return sha256.Sum256(buf[:n])
+	}
+	return sha256.Sum256([]byte(token))
+}
 
 // Hint is the display form of a secret: its first 12 and last 4 characters.
 func Hint(token string) string {

@@ -479,3 +479,17 @@ func FuzzParseToken(f *testing.F) {
 		}
 	})
 }
+
+// The checksum must be CRC32 (IEEE) of any input, not only of a key's
+// 40 bytes.
+func TestChecksumAnyLength(t *testing.T) {
+	r := seeded(9)
+	for n := range 100 {
+		b := make([]byte, n)
+		r.Read(b)
+		body := string(b)
+		if got, want := keystore.ChecksumForTest(body), refChecksum(body); got != want {
+			t.Fatalf("checksum of %d bytes = %q, want %q", n, got, want)
+		}
+	}
+}

@@ -92,6 +92,27 @@ func TestProgressOnlyOnTerminal(t *testing.T) {
 	}
 }
 
+func TestProgressShow(t *testing.T) {
+	var errOut bytes.Buffer
+	s := Test(nil, &bytes.Buffer{}, &errOut)
+	s.NewProgress("importing", 0).Show(5, "5 keys")
+	if errOut.Len() != 0 {
+		t.Errorf("progress off a terminal wrote %q", errOut.String())
+	}
+	s.SetTTY(true)
+	p := s.NewProgress("importing", 0)
+	p.Show(5, "5 keys")
+	if got := errOut.String(); !strings.Contains(got, "importing 5 keys") || strings.Contains(got, "[=") {
+		t.Errorf("a count wrote %q", got)
+	}
+	p.Done()
+	errOut.Reset()
+	s.NewProgress("importing", 100).Show(50, "7 keys")
+	if got := errOut.String(); !strings.Contains(got, "[===============               ] 7 keys") {
+		t.Errorf("a bar with text wrote %q", got)
+	}
+}
+
 func TestJQ(t *testing.T) {
 	q, err := ParseJQ(".[] | select(.n > 1) | .name")
 	if err != nil {

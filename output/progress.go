@@ -32,6 +32,23 @@ func (p *Progress) Set(done int) {
 	p.shown = true
 }
 
+// Show draws the bar at done of total steps with text after it, in place of
+// the counts; with no total (0) it draws the label and text alone, for work
+// of unknown size: "importing 12000 keys".
+func (p *Progress) Show(done int, text string) {
+	if !p.io.stderrTTY {
+		return
+	}
+	if p.total <= 0 {
+		fmt.Fprintf(p.io.ErrOut, "\r%s %s\x1b[K", p.label, text)
+	} else {
+		filled := progressWidth * min(max(done, 0), p.total) / p.total
+		bar := strings.Repeat("=", filled) + strings.Repeat(" ", progressWidth-filled)
+		fmt.Fprintf(p.io.ErrOut, "\r%s [%s] %s\x1b[K", p.label, bar, text)
+	}
+	p.shown = true
+}
+
 // Done erases the bar.
 func (p *Progress) Done() {
 	if p.shown {

@@ -44,6 +44,7 @@ func FuzzHandler(f *testing.F) {
 		{"DELETE", "/v1/api-keys/key_0000000000000000", "", "Bearer ADMIN", ""},
 		{"POST", "/v1/api-keys/verify", `{"key": "sk_live_000000000000000000000000000000002UYg5A", "scopes": ["*"]}`, "Bearer ADMIN", ""},
 		{"GET", "/v1/audit-events?key_id=key_0000000000000000", "", "Bearer ADMIN", ""},
+		{"POST", "/v1/api-keys/import", `{"keys": [{"name": "i", "scopes": ["bots:*"], "key": "sk_live_000000000000000000000000000000002UYg5A"}, {"name": "h", "scopes": ["admin"], "key_sha256": "` + strings.Repeat("0f", 32) + `", "hint": "sk_live_ab…cd"}, null, 1]}`, "Bearer ADMIN", "m"},
 		{"PATCH", "/v1/api-keys", "{", "bearer ADMIN", ""},
 		{"GET", "//v1/../api-keys/", "", "Basic x", ""},
 		{"OPTIONS", "*", "", "", ""},

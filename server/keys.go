@@ -168,6 +168,7 @@ var fieldKinds = map[string]string{
 	"metadata":      "an object of strings",
 	"grace_seconds": "a whole number",
 	"key":           "a string",
+	"keys":          "a list of import records",
 }
 
 // createRequest is the body of POST /v1/api-keys.
@@ -336,8 +337,11 @@ type verifyRequest struct {
 // verify answers 200 whether or not the key is valid: the result says.
 func (s *Server) verify(c *call) (result, error) {
 	var req verifyRequest
-	if err := decodeBody(c.body, &req, false); err != nil {
-		return result{}, err
+	if !parseVerifyFast(c.body, &req) {
+		req = verifyRequest{}
+		if err := decodeBody(c.body, &req, false); err != nil {
+			return result{}, err
+		}
 	}
 	scopes, err := expandScopes(req.Scopes)
 	if err != nil {

@@ -97,6 +97,7 @@ func (s *Server) routes() {
 	m.Handle("POST /v1/api-keys", s.endpoint(needAdmin|idempotent, s.create))
 	m.Handle("GET /v1/api-keys", s.endpoint(needAdmin, s.list))
 	m.Handle("POST /v1/api-keys/verify", s.endpoint(0, s.verify))
+	m.Handle("POST /v1/api-keys/import", s.endpoint(needAdmin|idempotent, s.importKeys))
 	m.Handle("GET /v1/api-keys/{id}", s.endpoint(needAdmin, s.show))
 	m.Handle("POST /v1/api-keys/{id}/rotate", s.endpoint(needAdmin|idempotent, s.rotate))
 	m.Handle("DELETE /v1/api-keys/{id}", s.endpoint(needAdmin, s.revoke))
@@ -125,12 +126,18 @@ func state(r *http.Request) *reqState {
 // logs one line per request.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	st := &reqState{id: requestID(r.Header.Get("X-Request-Id"))}
+	// One allocation holds the writer, the request's state and the value
+	// of its X-Request-Id header.
 	rw := &replyWriter{ResponseWriter: w, r: r, srv: s}
-	w.Header().Set("X-Request-Id", st.id)
+	st := &rw.st
+	st.id = requestID(r.Header.Get("X-Request-Id"))
+	rw.idHeader[0] = st.id
+	w.Header()["X-Request-Id"] = rw.idHeader[:]
 	r = r.WithContext(context.WithValue(r.Context(), stateKey{}, st))
 	rw.r = r
-	if r.Body != nil {
+	if r.Body != nil && (r.ContentLength < 0 || r.ContentLength > MaxBodyBytes) {
+		// A body of a declared length within the limit needs no guard:
+		// net/http reads no more than that length.
 		r.Body = http.MaxBytesReader(w, r.Body, MaxBodyBytes)
 	}
 	defer func() {
@@ -150,6 +157,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) logRequest(r *http.Request, st *reqState, status int, d time.Duration) {
+	if h, ok := s.log.Handler().(*logHandler); ok && status < 500 {
+		h.request(r.Method, logPath(r.URL.Path), status, float64(d.Microseconds())/1000, st.id, st.keyID)
+		return
+	}
 	attrs := []slog.Attr{
 		slog.String("method", r.Method),
 		slog.String("path", logPath(r.URL.Path)),
@@ -175,6 +186,9 @@ func (s *Server) logRequest(r *http.Request, st *reqState, status int, d time.Du
 // logPath is the path as logged: a path segment that looks like a secret
 // (someone put a key in the URL by mistake) is not written down.
 func logPath(p string) string {
+	if len(p) <= 200 && !strings.Contains(p, "sk_") {
+		return p
+	}
 	if len(p) > 200 {
 		p = p[:200] + "…"
 	}
@@ -196,7 +210,9 @@ func requestID(given string) string {
 	}
 	var b [12]byte
 	rand.Read(b[:])
-	return "req_" + hex.EncodeToString(b[:])
+	id := [len("req_") + 2*len(b)]byte{'r', 'e', 'q', '_'}
+	hex.Encode(id[len("req_"):], b[:])
+	return string(id[:])
 }
 
 // replyWriter records the status for the log, and turns the plain-text
@@ -206,6 +222,8 @@ type replyWriter struct {
 	http.ResponseWriter
 	r           *http.Request
 	srv         *Server
+	st          reqState
+	idHeader    [1]string
 	status      int
 	wroteHeader bool
 	ours        bool // the reply being written is one of ours
@@ -252,12 +270,20 @@ func (w *replyWriter) Write(b []byte) (int, error) {
 // Unwrap lets http.ResponseController reach the connection's writer.
 func (w *replyWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
+// The values of the headers of every JSON reply, shared by all replies
+// (net/http only reads them): setting them allocates nothing.
+var (
+	headerJSON    = []string{"application/json"}
+	headerNoSniff = []string{"nosniff"}
+	headerNoStore = []string{"no-store"}
+)
+
 func (w *replyWriter) setJSONHeaders() {
 	h := w.Header()
-	h.Set("Content-Type", "application/json")
-	h.Set("X-Content-Type-Options", "nosniff")
+	h["Content-Type"] = headerJSON
+	h["X-Content-Type-Options"] = headerNoSniff
 	// Replies may hold a new secret: no cache may keep them.
-	h.Set("Cache-Control", "no-store")
+	h["Cache-Control"] = headerNoStore
 }
 
 // envelope is the shape of every successful reply.
@@ -280,6 +306,9 @@ func errorBody(code, msg, requestID string) []byte {
 
 // writeJSON writes a reply of ours.
 func (s *Server) writeJSON(w http.ResponseWriter, r *http.Request, status int, v any) {
+	if s.writeFast(w, status, v) {
+		return
+	}
 	body, err := marshal(v)
 	if err != nil {
 		s.writeError(w, r, err)
@@ -353,7 +382,19 @@ func readBody(r *http.Request) ([]byte, error) {
 	if r.Body == nil {
 		return nil, nil
 	}
-	b, err := io.ReadAll(r.Body)
+	var (
+		b   []byte
+		err error
+	)
+	if n := r.ContentLength; n > 0 && n <= MaxBodyBytes {
+		// The usual case, in one allocation of the right size.
+		b = make([]byte, n)
+		if _, err = io.ReadFull(r.Body, b); err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+	} else {
+		b, err = io.ReadAll(r.Body)
+	}
 	if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
 		return nil, keystore.Errorf(keystore.ETOOLARGE, "request body over the limit of %d bytes", MaxBodyBytes)
 	}

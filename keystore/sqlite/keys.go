@@ -48,6 +48,7 @@ func (s *Store) Create(ctx context.Context, p keystore.CreateParams) (*keystore.
 	if err != nil {
 		return nil, err
 	}
+	s.changed(true)
 	return k, nil
 }
 
@@ -60,6 +61,7 @@ func (s *Store) Get(ctx context.Context, id string) (*keystore.Key, error) {
 	if err != nil {
 		return nil, s.fail(ctx, "get key "+id, err)
 	}
+	s.withUses(k)
 	return k, nil
 }
 
@@ -94,6 +96,7 @@ func (s *Store) List(ctx context.Context, opts keystore.ListOptions) iter.Seq2[*
 				yield(nil, s.fail(ctx, op, err))
 				return
 			}
+			s.withUses(k)
 			if !yield(k, nil) {
 				return
 			}
@@ -183,6 +186,7 @@ func (s *Store) Rotate(ctx context.Context, id string, opts keystore.RotateOptio
 	if err != nil {
 		return nil, err
 	}
+	s.changed(true, id)
 	return nk, nil
 }
 
@@ -209,10 +213,14 @@ func (s *Store) Revoke(ctx context.Context, id string) (*keystore.Key, error) {
 	if err != nil {
 		return nil, err
 	}
+	s.changed(false, id)
+	s.withUses(k)
 	return k, nil
 }
 
 // Verify checks secret and records the last use of a key that may be used.
+// With Options.CacheVerify, the key record of the result shares its
+// Scopes and Metadata with the cache: callers must not modify them.
 func (s *Store) Verify(ctx context.Context, secret string, scopes []string) (*keystore.Verification, error) {
 	for _, sc := range scopes {
 		if !keystore.ValidScope(sc) {
@@ -221,6 +229,9 @@ func (s *Store) Verify(ctx context.Context, secret string, scopes []string) (*ke
 	}
 	if _, err := keystore.ParseToken(secret); err != nil {
 		return keystore.InvalidFormat(), nil
+	}
+	if s.cache != nil {
+		return s.verifyCached(ctx, secret, scopes)
 	}
 	const op = "verify key"
 	now := s.clock()
@@ -391,7 +402,9 @@ func scanKey(row interface{ Scan(...any) error }, now time.Time) (*keystore.Key,
 	if err != nil {
 		return nil, err
 	}
-	if err := json.Unmarshal([]byte(metadata), &k.Metadata); err != nil {
+	if metadata == "{}" { // most keys: spares the decoder
+		k.Metadata = map[string]string{}
+	} else if err := json.Unmarshal([]byte(metadata), &k.Metadata); err != nil {
 		return nil, err
 	}
 	if k.Metadata == nil {

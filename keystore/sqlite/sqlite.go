@@ -6,6 +6,7 @@ import (
 	"context"
 	"database/sql"
 	"embed"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -65,6 +66,13 @@ func loadMigrations() []string {
 type Options struct {
 	Now  func() time.Time
 	Rand io.Reader // must be safe for concurrent use when the store is
+
+	// CacheVerify serves Verify from memory, for a long-lived process
+	// such as keyctl serve; see cache.go for how it stays exact.
+	// A one-shot command leaves it off: it verifies once.
+	CacheVerify bool
+	// CacheSize bounds the number of key records cached; 0 means 100,000.
+	CacheSize int
 }
 
 // Store is a keystore.Store on a SQLite file. It is safe for concurrent use,
@@ -74,6 +82,7 @@ type Store struct {
 	path  string // as the user gave it, for messages
 	nowFn func() time.Time
 	rand  io.Reader
+	cache *verifyCache // nil unless Options.CacheVerify
 }
 
 var _ keystore.Store = (*Store)(nil)
@@ -111,15 +120,23 @@ func Open(path string, opts Options) (*Store, error) {
 		db.Close()
 		return nil, err
 	}
+	if opts.CacheVerify {
+		if err := s.startCache(opts.CacheSize); err != nil {
+			db.Close()
+			return nil, err
+		}
+	}
 	return s, nil
 }
 
-// Close releases the store's connections.
+// Close writes the uses of keys that the cache holds back, if any, and
+// releases the store's connections.
 func (s *Store) Close() error {
+	flushErr := s.stopCache()
 	if err := s.db.Close(); err != nil {
 		return storeError(s.path, "close store", err)
 	}
-	return nil
+	return flushErr
 }
 
 // prepareFile makes sure that abs is a regular file, creating it and its
@@ -189,13 +206,13 @@ func checkExisting(path, abs string) error {
 	if err != nil {
 		return keystore.Errorf(keystore.EUNAVAILABLE, "open store %s: %v", path, pathErr(err))
 	}
-	header := make([]byte, len(sqliteHeader))
-	_, err = io.ReadFull(f, header)
+	header := make([]byte, 100)
+	n, err := io.ReadFull(f, header)
 	f.Close()
 	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) {
 		return keystore.Errorf(keystore.EUNAVAILABLE, "open store %s: %v", path, pathErr(err))
 	}
-	if string(header) != sqliteHeader {
+	if n < len(sqliteHeader) || string(header[:len(sqliteHeader)]) != sqliteHeader {
 		return notSQLite(path)
 	}
 
@@ -203,6 +220,9 @@ func checkExisting(path, abs string) error {
 	// in WAL mode, and leaves them. With no -wal file the main file holds
 	// the whole database, and immutable=1 reads it without creating any.
 	immutable := !exists(abs + "-wal")
+	if immutable && n == len(header) && plainStore(header) {
+		return nil
+	}
 	info, err := inspect(abs, immutable)
 	if immutable && (err != nil || info.refuse() != "") && exists(abs+"-wal") {
 		// Another keyctl opened the file meanwhile, perhaps making it a
@@ -219,6 +239,25 @@ func checkExisting(path, abs string) error {
 		return newerError(path, info.version)
 	}
 	return nil
+}
+
+// plainStore reports whether the 100-byte header of a database file, whose
+// -wal file does not exist, shows a store this build may open: in WAL mode
+// (so the file holds the whole database), with keyctl's application ID and
+// a schema it knows. It spares a cold command (keyctl verify) a second
+// SQLite connection; any other file gets the full check.
+// https://www.sqlite.org/fileformat.html#the_database_header
+func plainStore(h []byte) bool {
+	pageSize := int(binary.BigEndian.Uint16(h[16:]))
+	if pageSize == 1 {
+		pageSize = 65536
+	}
+	version := binary.BigEndian.Uint32(h[60:])
+	return pageSize >= 512 && pageSize&(pageSize-1) == 0 &&
+		h[18] == 2 && h[19] == 2 && // WAL
+		h[21] == 64 && h[22] == 32 && h[23] == 32 &&
+		binary.BigEndian.Uint32(h[68:]) == applicationID &&
+		version > 0 && version <= uint32(len(migrations))
 }
 
 // fileInfo is what checkExisting reads from a database.
@@ -381,7 +420,7 @@ func storeError(path, op string, err error) error {
 	case sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED:
 		return keystore.Errorf(keystore.EUNAVAILABLE, "%s: store %s is busy (another keyctl is writing to it); try again", op, path)
 	case sqlite3.SQLITE_READONLY:
-		return keystore.Errorf(keystore.EUNAVAILABLE, "%s: store %s is read-only (check the permissions of the file and its folder)", op, path)
+		return keystore.Errorf(keystore.EUNAVAILABLE, "%s: store %s is read-only (check the permissions of the file, of its -wal and -shm files, and of its folder)", op, path)
 	case sqlite3.SQLITE_FULL:
 		return keystore.Errorf(keystore.EUNAVAILABLE, "%s: disk full writing store %s", op, path)
 	case sqlite3.SQLITE_NOTADB:

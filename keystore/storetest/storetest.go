@@ -68,6 +68,11 @@ func RunHarness(t *testing.T, newHarness func(t *testing.T, clock *Clock) Harnes
 		{"verify_last_used", testVerifyLastUsed},
 		{"expiry", testExpiry},
 		{"audit", testAudit},
+		{"import", testImport},
+		{"import_duplicates", testImportDuplicates},
+		{"import_audit", testImportAudit},
+		{"import_refused", testImportRefused},
+		{"import_large", testImportLarge},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

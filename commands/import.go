@@ -1,0 +1,431 @@
+package commands
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/gob"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+
+	"github.com/spf13/cobra"
+
+	"github.com/chatbotplatform/keyctl/keystore"
+	"github.com/chatbotplatform/keyctl/output"
+)
+
+// maxImportLine bounds a line of an import file. A record is a few hundred
+// bytes; a longer line is counted as failed without being held whole.
+const maxImportLine = 1 << 20
+
+// ImportOptions are the inputs of keyctl import.
+type ImportOptions struct {
+	f *Factory
+
+	File   string // a path, or - for standard input
+	Strict bool
+
+	// BatchSize is the number of keys per transaction of the store.
+	BatchSize int
+}
+
+// importSummary is what keyctl import prints: a public contract.
+type importSummary struct {
+	Imported int `json:"imported"`
+	Skipped  int `json:"skipped"`
+	Failed   int `json:"failed"`
+}
+
+// NewCmdImport builds keyctl import.
+func NewCmdImport(f *Factory, runF func(*ImportOptions) error) *cobra.Command {
+	opts := &ImportOptions{f: f, BatchSize: keystore.MaxImportBatch}
+	cmd := &cobra.Command{
+		Use:   "import [FILE | -]",
+		Short: "Import keys from another system (JSON Lines)",
+		Long: `Import keys from FILE, or from standard input with - (or with no argument
+when standard input is not a terminal), one JSON record per line:
+
+  {"name": "Support bot", "scopes": ["bots:read"], "key": "sk_live_…"}
+  {"name": "Legacy", "scopes": ["bots:*"], "key_sha256": "<64 hex digits>"}
+
+A record carries the secret (key) or only its SHA-256 (key_sha256, to move
+hashed keys without reissuing them; hint may give the display hint the other
+system kept, such as "sk_live_3nF8…a9Qz"). Optional fields: environment
+(live or test; for key, it must match the key's prefix), created_at and
+expires_at (RFC 3339), metadata (an object of strings). Scopes may be
+patterns. Blank lines are skipped.
+
+Keys are stored in batches, each one transaction. A key that the store holds
+already is skipped and counted, so an import can simply be run again. A bad
+line is reported on stderr as "line N: problem" (never with its secret),
+counted as failed, and the import goes on; with --strict, the whole input is
+checked first and a bad line stops the import before anything is written.
+
+Prints {imported, skipped, failed}. Exit status 0 when no line failed, 1
+when some did (the others are imported), 2 for a bad line with --strict or
+a FILE that cannot be read.`,
+		Example: `  keyctl import keys.jsonl
+  keyctl import --strict -o json keys.jsonl
+  jq -c '{name, scopes: ["bots:read"], key_sha256: .hash}' legacy.json | keyctl import -`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) > 1 {
+				return withHint(usageError("import reads one file, got %d arguments", len(args)), "see 'keyctl import --help'")
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := opts.resolve(args); err != nil {
+				return err
+			}
+			if runF != nil {
+				return runF(opts)
+			}
+			return importRun(cmd.Context(), opts)
+		},
+	}
+	cmd.Flags().BoolVar(&opts.Strict, "strict", false, "check every line first; import nothing if one is bad")
+	return cmd
+}
+
+func (opts *ImportOptions) resolve(args []string) error {
+	switch {
+	case len(args) == 1 && args[0] == "":
+		return usageError("empty file name")
+	case len(args) == 1:
+		opts.File = args[0]
+	case opts.f.IO.IsStdinTTY():
+		return withHint(usageError("import needs a FILE, or - for standard input"), "keyctl import keys.jsonl")
+	default:
+		opts.File = "-"
+	}
+	return nil
+}
+
+func importRun(ctx context.Context, opts *ImportOptions) error {
+	f := opts.f
+	in, err := openPayload(f, opts.File)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	input := opts.File
+	if input == "-" {
+		input = "standard input"
+	}
+	// Progress: a bar over the bytes of a file, a count for a stream.
+	var size int64
+	if in.file != nil && in.regular {
+		if info, err := in.file.Stat(); err == nil {
+			size = info.Size()
+		}
+	}
+	counted := &countingReader{r: ctxReader{ctx, in}}
+
+	im := &importer{f: f, batchSize: max(1, opts.BatchSize), input: input, read: counted}
+	var (
+		spooled *spool
+		checked int // records in the spool
+	)
+	if opts.Strict {
+		im.bar = f.IO.NewProgress("checking", int(size))
+		spooled, checked, err = im.check(counted)
+		im.bar.Done()
+		if err != nil {
+			return err
+		}
+		defer spooled.close()
+		im.read = nil
+	}
+
+	store, err := f.Store()
+	if err != nil {
+		return err
+	}
+	im.store, im.ctx = store, f.Context(ctx)
+	im.bar = f.IO.NewProgress("importing", int(size))
+	if spooled != nil {
+		im.bar = f.IO.NewProgress("importing", checked)
+		err = spooled.each(im.add)
+	} else {
+		err = readLines(counted, func(n int, line []byte, tooLong bool) error {
+			k, perr := parseImportLine(line, tooLong, f)
+			if k == nil && perr == nil {
+				return nil // a blank line
+			}
+			return im.add(n, k, perr)
+		})
+	}
+	if err == nil {
+		err = im.flush()
+	}
+	im.bar.Done()
+	if ctx.Err() != nil {
+		err = ctx.Err()
+	}
+	if perr := printImportSummary(f, im.sum); err == nil {
+		err = perr
+	}
+	switch {
+	case err != nil:
+		return asUsage(err)
+	case im.sum.Failed > 0:
+		return &cmdError{
+			code: exitError,
+			msg:  fmt.Sprintf("%d of %d records from %s not imported", im.sum.Failed, im.records, input),
+			hint: "fix those lines and import again: keys already imported are skipped",
+		}
+	case im.records == 0 && f.IO.IsStderrTTY():
+		notice(f.IO.ErrOut, "no records in %s", input)
+	}
+	return nil
+}
+
+// parseImportLine parses one line of input. A blank line is nil, nil.
+func parseImportLine(line []byte, tooLong bool, f *Factory) (*keystore.ImportKey, error) {
+	if tooLong {
+		return nil, fmt.Errorf("longer than %d bytes", maxImportLine)
+	}
+	if len(bytes.TrimSpace(line)) == 0 {
+		return nil, nil
+	}
+	return keystore.ParseImportRecord(line, f.Now())
+}
+
+func printImportSummary(f *Factory, sum importSummary) error {
+	p := f.printer()
+	if !p.isTable() {
+		return p.json(sum)
+	}
+	t := f.IO.NewTable()
+	t.Row("imported", strconv.Itoa(sum.Imported))
+	t.Row("skipped", strconv.Itoa(sum.Skipped))
+	t.Row("failed", strconv.Itoa(sum.Failed))
+	return t.Render()
+}
+
+// importer sends keys to the store in batches and keeps the counts.
+type importer struct {
+	f         *Factory
+	store     keystore.Store
+	ctx       context.Context // with the actor
+	batchSize int
+	input     string
+	read      *countingReader // the input, for progress; nil once spooled
+	bar       *output.Progress
+
+	batch   []keystore.ImportKey
+	lines   []int // the line of each key of batch
+	records int   // lines that were not blank
+	sum     importSummary
+}
+
+// add takes the record of line n: its key, or why it is not one.
+func (im *importer) add(n int, k *keystore.ImportKey, err error) error {
+	im.records++
+	if err != nil {
+		im.sum.Failed++
+		im.report(n, err.Error())
+	} else {
+		im.batch = append(im.batch, *k)
+		im.lines = append(im.lines, n)
+		if len(im.batch) >= im.batchSize {
+			if err := im.flush(); err != nil {
+				return err
+			}
+		}
+	}
+	if im.records%1000 == 0 {
+		im.progress()
+	}
+	return nil
+}
+
+// flush imports the batch. Keys the store refused are reported by line.
+func (im *importer) flush() error {
+	if len(im.batch) == 0 {
+		return nil
+	}
+	res, err := im.store.Import(im.ctx, im.batch)
+	// Through the remote store, part of a batch may be stored before an
+	// error: count it too.
+	im.sum.Imported += res.Imported
+	im.sum.Skipped += res.Skipped
+	im.sum.Failed += res.Failed
+	for _, e := range res.Errors {
+		line := e.Line
+		if line >= 1 && line <= len(im.lines) {
+			line = im.lines[line-1]
+		}
+		im.report(line, e.Message)
+	}
+	im.batch, im.lines = im.batch[:0], im.lines[:0]
+	im.progress()
+	return err
+}
+
+// report writes one line's problem on stderr. Messages never hold a
+// secret; redacting them anyway costs nothing.
+func (im *importer) report(line int, msg string) {
+	im.bar.Done()
+	fmt.Fprintf(im.f.IO.ErrOut, "line %d: %s\n", line, redactSecrets(oneLine(msg)))
+}
+
+func (im *importer) progress() {
+	done := im.records
+	if im.read != nil {
+		done = int(im.read.n)
+	}
+	im.bar.Show(done, fmt.Sprintf("%d records", im.records))
+}
+
+// check reads the whole input for --strict and keeps the parsed keys in a
+// spool, so that nothing is written unless every line is good, and the
+// input is read only once (standard input cannot be read twice; a file
+// could change in between). The spool holds no secret, only what the store
+// will hold.
+func (im *importer) check(r *countingReader) (sp *spool, records int, err error) {
+	sp, err = newSpool()
+	if err != nil {
+		return nil, 0, err
+	}
+	err = readLines(r, func(n int, line []byte, tooLong bool) error {
+		k, err := parseImportLine(line, tooLong, im.f)
+		if err != nil {
+			return withHint(usageError("line %d: %s", n, oneLine(err.Error())),
+				"nothing was imported; fix the line, or import without --strict to skip bad lines")
+		}
+		if k == nil {
+			return nil
+		}
+		records++
+		if records%1000 == 0 {
+			im.bar.Show(int(r.n), fmt.Sprintf("%d records", records))
+		}
+		return sp.add(n, k)
+	})
+	if err == nil {
+		err = sp.rewind()
+	}
+	if err != nil {
+		sp.close()
+		return nil, 0, err
+	}
+	return sp, records, nil
+}
+
+// readLines calls fn with each line of r, numbered from 1, without its line
+// ending. A line longer than maxImportLine is passed cut short, with
+// tooLong, and memory stays bounded whatever the input.
+func readLines(r io.Reader, fn func(n int, line []byte, tooLong bool) error) error {
+	br := bufio.NewReaderSize(r, 64<<10)
+	var (
+		buf     []byte
+		tooLong bool
+		n       int
+	)
+	for {
+		chunk, err := br.ReadSlice('\n')
+		if len(buf)+len(chunk) > maxImportLine+1 { // +1 for the newline
+			tooLong = true
+		} else {
+			buf = append(buf, chunk...)
+		}
+		if errors.Is(err, bufio.ErrBufferFull) {
+			continue
+		}
+		if err != nil && !errors.Is(err, io.EOF) {
+			return fmt.Errorf("read import records: %w", err)
+		}
+		if len(buf) > 0 || tooLong {
+			n++
+			line := bytes.TrimSuffix(bytes.TrimSuffix(buf, []byte("\n")), []byte("\r"))
+			if n == 1 {
+				line = bytes.TrimPrefix(line, []byte("\ufeff")) // a byte order mark
+			}
+			if ferr := fn(n, line, tooLong); ferr != nil {
+				return ferr
+			}
+		}
+		if err != nil { // io.EOF
+			return nil
+		}
+		buf, tooLong = buf[:0], false
+	}
+}
+
+// countingReader counts the bytes read through it, for progress.
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// spool keeps checked import keys in a temporary file, mode 0600, that is
+// removed at once where the system allows it (Unix), so that nothing stays
+// behind even if keyctl is killed.
+type spool struct {
+	file *os.File
+	w    *bufio.Writer
+	enc  *gob.Encoder
+}
+
+type spooled struct {
+	Line int
+	Key  keystore.ImportKey
+}
+
+func newSpool() (*spool, error) {
+	file, err := os.CreateTemp("", "keyctl-import-*")
+	if err != nil {
+		return nil, fmt.Errorf("create a temporary file for --strict: %w", err)
+	}
+	os.Remove(file.Name()) // fails on Windows while open: close removes it then
+	w := bufio.NewWriter(file)
+	return &spool{file: file, w: w, enc: gob.NewEncoder(w)}, nil
+}
+
+func (s *spool) add(line int, k *keystore.ImportKey) error {
+	if err := s.enc.Encode(spooled{line, *k}); err != nil {
+		return fmt.Errorf("write temporary file for --strict: %w", err)
+	}
+	return nil
+}
+
+func (s *spool) rewind() error {
+	if err := s.w.Flush(); err != nil {
+		return fmt.Errorf("write temporary file for --strict: %w", err)
+	}
+	if _, err := s.file.Seek(0, io.SeekStart); err != nil {
+		return fmt.Errorf("read temporary file for --strict: %w", err)
+	}
+	return nil
+}
+
+// each calls fn with each spooled key, in the order of the input.
+func (s *spool) each(fn func(line int, k *keystore.ImportKey, err error) error) error {
+	dec := gob.NewDecoder(bufio.NewReader(s.file))
+	for {
+		var e spooled
+		if err := dec.Decode(&e); errors.Is(err, io.EOF) {
+			return nil
+		} else if err != nil {
+			return fmt.Errorf("read temporary file for --strict: %w", err)
+		}
+		if err := fn(e.Line, &e.Key, nil); err != nil {
+			return err
+		}
+	}
+}
+
+func (s *spool) close() {
+	s.file.Close()
+	os.Remove(s.file.Name())
+}

@@ -1,0 +1,4 @@
+package keystore
+
+// ChecksumForTest exposes checksum to the external tests.
+var ChecksumForTest = checksum

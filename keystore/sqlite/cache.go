@@ -1,0 +1,470 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/chatbotplatform/keyctl/keystore"
+)
+
+// The verification cache (Options.CacheVerify) serves Verify from memory in
+// a long-lived process such as keyctl serve: a point lookup in SQLite costs
+// some 30 µs, hashing the key some 100 ns.
+//
+// It stays exact:
+//   - it keeps key records, not verdicts: expiry is judged at each Verify
+//     with keystore.Judge and the store's clock;
+//   - a change made through this Store (create, rotate, revoke, import)
+//     drops what it affects before the call returns;
+//   - every change by another process writes an audit event in the same
+//     transaction, so a watcher reads the events after the last one seen,
+//     every pollInterval, and drops what they affect;
+//   - a hit is served only if the watcher's last successful look at the
+//     events began less than maxStale ago; otherwise Verify reads SQLite.
+//     A change committed by another process is therefore seen within
+//     maxStale plus one lookup, however the watcher is scheduled.
+//
+// Uses (last_used_at) are kept in memory and written in one transaction
+// every flushInterval and on Close: at most one write per key and second,
+// as without the cache. Those writes add no audit event, so they do not
+// empty the cache. Reads through this Store (Get, List, Verify) show the
+// uses not yet written.
+const (
+	pollInterval  = 20 * time.Millisecond
+	maxStale      = 60 * time.Millisecond
+	flushInterval = time.Second
+
+	// maxEvents is how many new events the watcher reads one by one; with
+	// more (a large import elsewhere), it empties the cache instead.
+	maxEvents = 1000
+
+	// defaultCacheSize bounds the number of cached records (a record is
+	// some 500 bytes); past it, some are dropped at random.
+	defaultCacheSize = 100_000
+	// maxNegative bounds the secrets remembered as belonging to no key,
+	// which any caller can make up: past it, they are all forgotten.
+	maxNegative = 10_000
+)
+
+// monoStart anchors the monotonic clock of the cache's freshness checks.
+var monoStart = time.Now()
+
+// mono is a monotonic clock in nanoseconds, never 0 (0 means never).
+func mono() int64 { return int64(time.Since(monoStart)) + 1 }
+
+type verifyCache struct {
+	size int // bound on len(entries)
+
+	mu       sync.RWMutex
+	gen      uint64 // moves at every drop; a fill begun under an older gen is discarded
+	fresh    int64  // mono() when the last successful poll began; 0: never
+	seq      int64  // the last audit event seen
+	entries  map[[32]byte]*entry
+	byID     map[string][32]byte // the positive entries, by key ID
+	negative int                 // entries with no key
+
+	usedMu  sync.Mutex
+	pending map[string]int64 // key ID → last use (unix seconds) not yet written
+
+	stopOnce sync.Once
+	stop     chan struct{}
+	done     chan struct{}
+}
+
+// entry is what the cache knows of one secret hash.
+type entry struct {
+	key  *keystore.Key // nil: no key has this secret; never modified
+	used atomic.Int64  // the latest use queued for writing, unix seconds
+}
+
+func newVerifyCache(size int) *verifyCache {
+	if size <= 0 {
+		size = defaultCacheSize
+	}
+	return &verifyCache{
+		size:    size,
+		entries: map[[32]byte]*entry{},
+		byID:    map[string][32]byte{},
+		pending: map[string]int64{},
+		stop:    make(chan struct{}),
+		done:    make(chan struct{}),
+	}
+}
+
+// startCache reads the position of the audit log and starts the watcher.
+func (s *Store) startCache(size int) error {
+	c := newVerifyCache(size)
+	t0 := mono()
+	if err := s.db.QueryRow("SELECT coalesce(max(seq), 0) FROM audit_events").Scan(&c.seq); err != nil {
+		return s.fail(context.Background(), "open", err)
+	}
+	c.fresh = t0
+	s.cache = c
+	go s.watch()
+	return nil
+}
+
+// stopCache stops the watcher and writes the uses not yet written.
+func (s *Store) stopCache() error {
+	c := s.cache
+	if c == nil {
+		return nil
+	}
+	c.stopOnce.Do(func() { close(c.stop) })
+	<-c.done
+	return s.flushUses(context.Background())
+}
+
+func (s *Store) watch() {
+	c := s.cache
+	defer close(c.done)
+	poll := time.NewTicker(pollInterval)
+	defer poll.Stop()
+	flush := time.NewTicker(flushInterval)
+	defer flush.Stop()
+	for {
+		select {
+		case <-c.stop:
+			return
+		case <-poll.C:
+			s.poll()
+		case <-flush.C:
+			// A failed write keeps the uses for the next try.
+			s.flushUses(context.Background())
+		}
+	}
+}
+
+// poll reads the audit events after the last one seen and drops the
+// entries they affect. On failure it drops everything and leaves the cache
+// stale, so that Verify reads SQLite until a poll succeeds.
+func (s *Store) poll() {
+	c := s.cache
+	t0 := mono()
+	c.mu.RLock()
+	since := c.seq
+	c.mu.RUnlock()
+
+	type event struct {
+		seq    int64
+		action string
+		keyID  string
+	}
+	var events []event
+	err := func() error {
+		// A slow poll leaves the cache stale (hits wait for a fresh one);
+		// only a failed one empties it.
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		rows, err := s.db.QueryContext(ctx,
+			"SELECT seq, action, key_id FROM audit_events WHERE seq > ? ORDER BY seq LIMIT ?", since, maxEvents+1)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var e event
+			if err := rows.Scan(&e.seq, &e.action, &e.keyID); err != nil {
+				return err
+			}
+			events = append(events, e)
+		}
+		return rows.Err()
+	}()
+
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch {
+	case err != nil:
+		c.clear()
+		c.fresh = 0
+		return
+	case len(events) > maxEvents:
+		// Too many to go through: start over from the newest.
+		var last int64
+		if err := s.db.QueryRow("SELECT coalesce(max(seq), 0) FROM audit_events").Scan(&last); err != nil {
+			c.clear()
+			c.fresh = 0
+			return
+		}
+		c.clear()
+		c.seq = last
+	default:
+		for _, e := range events {
+			c.apply(e.action, e.keyID)
+			c.seq = e.seq
+		}
+	}
+	c.fresh = t0
+}
+
+// apply drops what a change of action to key id affects. Call with mu held.
+func (c *verifyCache) apply(action, id string) {
+	switch action {
+	case keystore.ActionCreate, keystore.ActionImport:
+		// A new key may have a secret remembered as belonging to none.
+		c.dropNegative()
+	case keystore.ActionRevoke:
+		c.drop(id)
+	case keystore.ActionRotate:
+		c.drop(id)
+		c.dropNegative()
+	default:
+		c.clear() // an action this build does not know
+	}
+}
+
+// drop forgets key id. Call with mu held.
+func (c *verifyCache) drop(id string) {
+	c.gen++
+	if h, ok := c.byID[id]; ok {
+		delete(c.byID, id)
+		delete(c.entries, h)
+	}
+}
+
+// dropNegative forgets the secrets remembered as belonging to no key,
+// because keys were added. Call with mu held.
+func (c *verifyCache) dropNegative() {
+	c.gen++
+	c.forgetNegative()
+}
+
+// forgetNegative makes room: it drops the negative entries without moving
+// gen, since no key changed. Call with mu held.
+func (c *verifyCache) forgetNegative() {
+	if c.negative == 0 {
+		return
+	}
+	for h, e := range c.entries {
+		if e.key == nil {
+			delete(c.entries, h)
+		}
+	}
+	c.negative = 0
+}
+
+// clear forgets everything. Call with mu held.
+func (c *verifyCache) clear() {
+	c.gen++
+	c.entries = map[[32]byte]*entry{}
+	c.byID = map[string][32]byte{}
+	c.negative = 0
+}
+
+// changed drops what a change made through this Store affects, after it
+// committed: newKeys when it added keys, and the keys it modified.
+func (s *Store) changed(newKeys bool, ids ...string) {
+	c := s.cache
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if newKeys {
+		c.dropNegative()
+	}
+	for _, id := range ids {
+		c.drop(id)
+	}
+}
+
+// lookup returns the entry for hash if the cache may serve it, and the
+// generation to fill under otherwise.
+func (c *verifyCache) lookup(hash [32]byte) (e *entry, gen uint64, hit bool) {
+	c.mu.RLock()
+	e, hit = c.entries[hash]
+	gen, fresh := c.gen, c.fresh
+	c.mu.RUnlock()
+	if fresh == 0 || mono()-fresh >= int64(maxStale) {
+		return nil, gen, false
+	}
+	return e, gen, hit
+}
+
+// fill remembers what SQLite said of hash (k nil: no key), unless the
+// cache dropped anything since gen was read: the record might predate it.
+func (c *verifyCache) fill(hash [32]byte, k *keystore.Key, gen uint64) *entry {
+	e := &entry{key: k}
+	if k != nil && k.LastUsedAt != nil {
+		e.used.Store(k.LastUsedAt.Unix())
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.gen != gen || c.fresh == 0 {
+		return e
+	}
+	if old, ok := c.entries[hash]; ok {
+		return old // filled meanwhile; keeps its queued uses
+	}
+	if k == nil {
+		if c.negative >= maxNegative {
+			c.forgetNegative()
+		}
+		c.negative++
+	} else {
+		if len(c.entries) >= c.size {
+			c.evict()
+		}
+		c.byID[k.ID] = hash
+	}
+	c.entries[hash] = e
+	return e
+}
+
+// evict makes room: it drops about a sixteenth of the entries, at random
+// (map order), without moving gen. Call with mu held.
+func (c *verifyCache) evict() {
+	n := len(c.entries)/16 + 1
+	for h, e := range c.entries {
+		if n == 0 {
+			break
+		}
+		if e.key == nil {
+			c.negative--
+		} else {
+			delete(c.byID, e.key.ID)
+		}
+		delete(c.entries, h)
+		n--
+	}
+}
+
+// verifyCached is Verify through the cache, for a secret of valid format.
+func (s *Store) verifyCached(ctx context.Context, secret string, scopes []string) (*keystore.Verification, error) {
+	c := s.cache
+	now := s.clock()
+	hash := keystore.HashToken(secret)
+	e, gen, hit := c.lookup(hash)
+	var (
+		k    *keystore.Key
+		used *time.Time // where k's last use will point
+	)
+	if hit {
+		if e.key != nil {
+			// A shallow copy: Scopes and Metadata are shared, read-only.
+			rec := &keyAndUse{key: *e.key, used: now}
+			k, used = &rec.key, &rec.used
+			k.Status = k.StatusAt(now)
+		}
+	} else {
+		var err error
+		// Copies, so that hash and now stay on the stack on a hit.
+		key, t := hash, now
+		k, err = scanKey(s.db.QueryRowContext(ctx, "SELECT "+keyColumns+" FROM keys WHERE secret_hash = ?", key[:]), t)
+		if errors.Is(err, sql.ErrNoRows) {
+			k, err = nil, nil
+		}
+		if err != nil {
+			return nil, s.fail(ctx, "verify key", err)
+		}
+		s.withUses(k)
+		var cached *keystore.Key
+		if k != nil {
+			rec := *k
+			cached = &rec
+			used = &t
+		}
+		e = c.fill(hash, cached, gen)
+	}
+	v := keystore.Judge(k, now, scopes)
+	if v.Valid || v.Code == keystore.CodeInsufficientScope {
+		s.used(e, k.ID, now.Unix())
+		k.LastUsedAt = used
+	} else if k != nil && hit {
+		// Uses made through the cache since the record was read.
+		if u := e.used.Load(); u > 0 && (k.LastUsedAt == nil || k.LastUsedAt.Unix() < u) {
+			*used = time.Unix(u, 0).UTC()
+			k.LastUsedAt = used
+		}
+	}
+	return v, nil
+}
+
+// keyAndUse puts a cached record's copy and its time of use in one
+// allocation.
+type keyAndUse struct {
+	key  keystore.Key
+	used time.Time
+}
+
+// used queues a use of key id at unix second t, unless one at t or later
+// is queued already.
+func (s *Store) used(e *entry, id string, t int64) {
+	for {
+		prev := e.used.Load()
+		if prev >= t {
+			return
+		}
+		if e.used.CompareAndSwap(prev, t) {
+			break
+		}
+	}
+	c := s.cache
+	c.usedMu.Lock()
+	if t > c.pending[id] {
+		c.pending[id] = t
+	}
+	c.usedMu.Unlock()
+}
+
+// withUses shows on k the use not yet written, if any.
+func (s *Store) withUses(k *keystore.Key) {
+	if s.cache == nil || k == nil {
+		return
+	}
+	c := s.cache
+	c.usedMu.Lock()
+	t, ok := c.pending[k.ID]
+	c.usedMu.Unlock()
+	if ok && (k.LastUsedAt == nil || k.LastUsedAt.Unix() < t) {
+		u := time.Unix(t, 0).UTC()
+		k.LastUsedAt = &u
+	}
+}
+
+// flushUses writes the queued uses in one transaction. A use stays queued
+// until its write has committed, so that reads keep showing it.
+func (s *Store) flushUses(ctx context.Context) error {
+	c := s.cache
+	c.usedMu.Lock()
+	if len(c.pending) == 0 {
+		c.usedMu.Unlock()
+		return nil
+	}
+	batch := make(map[string]int64, len(c.pending))
+	for id, t := range c.pending {
+		batch[id] = t
+	}
+	c.usedMu.Unlock()
+
+	err := s.inTx(ctx, "record key use", func(tx *sql.Tx) error {
+		stmt, err := tx.PrepareContext(ctx,
+			"UPDATE keys SET last_used_at = ? WHERE id = ? AND (last_used_at IS NULL OR last_used_at < ?)")
+		if err != nil {
+			return err
+		}
+		defer stmt.Close()
+		for id, t := range batch {
+			if _, err := stmt.ExecContext(ctx, t, id, t); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	c.usedMu.Lock()
+	for id, t := range batch {
+		if c.pending[id] == t {
+			delete(c.pending, id)
+		}
+	}
+	c.usedMu.Unlock()
+	return nil
+}
