@@ -250,7 +250,9 @@ func TestUnreachable(t *testing.T) {
 	url := "http://" + ln.Addr().String() + "/v1"
 	ln.Close()
 	key := "sk_live_000000000000000000000000000000002UYg5A"
-	c, err := remote.Open(url, key, remote.Options{Timeout: 300 * time.Millisecond, BackoffBase: 10 * time.Millisecond, BackoffMax: 20 * time.Millisecond})
+	// A generous timeout with few attempts: the refusal, not a slow
+	// machine's clock, must end the call.
+	c, err := remote.Open(url, key, remote.Options{Timeout: 10 * time.Second, MaxAttempts: 2, BackoffBase: 10 * time.Millisecond, BackoffMax: 20 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -272,6 +274,7 @@ func TestUnexpectedReplies(t *testing.T) {
 		{"garbage", "application/json", "\x00\x01garbage", 200, "(HTTP 200, application/json)"},
 		{"no content type", "", "", 404, "(HTTP 404, "},
 		{"other JSON", "application/json", `{"keys": []}`, 200, "(HTTP 200, application/json)"},
+		{"error with 200", "application/json", `{"error": {"code": "x", "message": "m"}}`, 200, "(HTTP 200 with an error body)"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			s := newService(t)
@@ -370,4 +373,21 @@ func wantErr(t *testing.T, err error, code, prefix string) *keystore.Error {
 		t.Errorf("error %s %q, want %s starting %q", e.Code, e.Message, code, prefix)
 	}
 	return e
+}
+
+// A broken or hostile server must not reach the user's terminal with escape
+// sequences or a screenful of text through its error messages.
+func TestServerMessagesArePrintable(t *testing.T) {
+	s := newService(t)
+	s.fault = func(n int, w http.ResponseWriter, r *http.Request) bool {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusConflict)
+		w.Write([]byte(`{"error": {"code": "conflict", "message": "bad\u001b[31m red\nnext line ` + strings.Repeat("x", 1000) + `"}}`))
+		return true
+	}
+	_, err := s.client(remote.Options{}).Get(t.Context(), s.reader.ID)
+	e := wantErr(t, err, keystore.ECONFLICT, "bad")
+	if strings.ContainsAny(e.Message, "\x1b\n") || len([]rune(e.Message)) > 301 {
+		t.Errorf("message not made printable: %q", e.Message)
+	}
 }

@@ -26,6 +26,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/chatbotplatform/keyctl/keystore"
 )
@@ -504,16 +506,19 @@ func (s *Store) decode(status int, header http.Header, raw []byte, data, meta an
 		}
 		return keystore.Errorf(keystore.EUNAVAILABLE, "unexpected reply from key service at %s (HTTP %d, %s)", s.base, status, ct)
 	}
+	if rp.Error != nil && status < 300 {
+		return keystore.Errorf(keystore.EUNAVAILABLE, "unexpected reply from key service at %s (HTTP %d with an error body)", s.base, status)
+	}
 	if rp.Error != nil || status >= 300 {
 		msg := "no message"
 		if rp.Error != nil && rp.Error.Message != "" {
-			msg = rp.Error.Message
+			msg = printable(rp.Error.Message, 300)
 		}
 		switch code := codeOf(status); code {
 		case keystore.EUNAVAILABLE:
 			id := ""
 			if rp.Error != nil && rp.Error.RequestID != "" {
-				id = ", request " + rp.Error.RequestID
+				id = ", request " + printable(rp.Error.RequestID, 64)
 			}
 			return keystore.Errorf(code, "key service at %s failed: %s (HTTP %d%s)", s.base, msg, status, id)
 		default:
@@ -531,6 +536,25 @@ func (s *Store) decode(status int, header http.Header, raw []byte, data, meta an
 		}
 	}
 	return nil
+}
+
+// printable makes a server's text safe for a terminal: control characters
+// (escape sequences from a broken or hostile server) become spaces, and the
+// text is cut to at most n runes.
+func printable(s string, n int) string {
+	var b strings.Builder
+	for _, r := range s {
+		if n == 0 {
+			b.WriteString("…")
+			break
+		}
+		if unicode.IsControl(r) || r == utf8.RuneError {
+			r = ' '
+		}
+		b.WriteRune(r)
+		n--
+	}
+	return b.String()
 }
 
 // codeOf maps an HTTP status back to the error code the server mapped to it.
