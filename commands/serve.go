@@ -26,14 +26,17 @@ func addServiceCommands(root *cobra.Command, f *Factory) {
 	root.AddCommand(c)
 }
 
+// readHeaderTimeout closes connections that trickle their headers
+// (slowloris). A variable only so that a test can shorten it.
+var readHeaderTimeout = 5 * time.Second
+
 // HTTP server limits of keyctl serve.
 const (
-	readHeaderTimeout = 5 * time.Second
-	readTimeout       = 30 * time.Second
-	writeTimeout      = 60 * time.Second
-	idleTimeout       = 120 * time.Second
-	maxHeaderBytes    = 64 << 10
-	shutdownTimeout   = 10 * time.Second
+	readTimeout     = 30 * time.Second
+	writeTimeout    = 60 * time.Second
+	idleTimeout     = 120 * time.Second
+	maxHeaderBytes  = 64 << 10
+	shutdownTimeout = 10 * time.Second
 )
 
 // ServeOptions are the inputs of keyctl serve.

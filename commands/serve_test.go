@@ -10,6 +10,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"io"
 	"math/big"
 	"net"
 	"net/http"
@@ -204,4 +205,48 @@ func (l *lockedBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
+}
+
+// A client that sends its headers a byte at a time must not hold a
+// connection open: keyctl serve closes it after the header timeout.
+func TestServeClosesSlowHeaders(t *testing.T) {
+	saved := readHeaderTimeout
+	readHeaderTimeout = 300 * time.Millisecond
+	defer func() { readHeaderTimeout = saved }()
+
+	dir := t.TempDir()
+	logs := &lockedBuffer{}
+	f := NewFactory(output.Test(strings.NewReader(""), &bytes.Buffer{}, logs), time.Now)
+	f.Settings.StorePath = filepath.Join(dir, "keys.db")
+	defer f.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- serveRun(ctx, &ServeOptions{f: f, Addr: "127.0.0.1:0"}) }()
+	defer func() { cancel(); <-done }()
+	var addr string
+	for deadline := time.Now().Add(10 * time.Second); addr == ""; time.Sleep(10 * time.Millisecond) {
+		if m := regexp.MustCompile(`"msg":"listening on http://(127\.0\.0\.1:\d+)"`).FindStringSubmatch(logs.String()); m != nil {
+			addr = m[1]
+		} else if time.Now().After(deadline) {
+			t.Fatalf("no listening line:\n%s", logs)
+		}
+	}
+
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.Write([]byte("GET /healthz HTTP/1.1\r\nHost: x\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_, err = io.ReadAll(conn)
+	if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		t.Fatalf("the server still held the half-sent request after %v", time.Since(start))
+	}
+	if elapsed := time.Since(start); elapsed > 3*time.Second {
+		t.Errorf("connection closed after %v, want about the 300ms header timeout", elapsed)
+	}
 }
