@@ -2,8 +2,9 @@
 // keystore.Store: what `keyctl serve` serves and keystore/remote talks to.
 //
 // Every request but GET /healthz carries `Authorization: Bearer <key>`, which
-// is verified through the store on each request (there is no cache, so a key
-// revoked by any process stops working at once). Managing keys and reading
+// is verified through the store on each request; the store may answer from
+// a cache only if it stays exact (keystore/sqlite's does), so a revoked key
+// stops working at once. Managing keys and reading
 // the audit log need the admin scope; verifying a key needs any valid key.
 package server
 
