@@ -213,9 +213,14 @@ func signWebhookRun(ctx context.Context, opts *SignWebhookOptions) error {
 	// file is opened again; anything else (stdin, a pipe) is spooled to a
 	// private temporary file, never held in memory.
 	var spool *os.File
+	var src io.Reader = ctxReader{ctx, payload}
 	signed := sha256.New()
 	counted := &countingWriter{}
-	var src io.Reader = io.TeeReader(ctxReader{ctx, payload}, io.MultiWriter(signed, counted))
+	if opts.URL != nil {
+		// The payload sent is checked against the one signed: hash it as
+		// it is signed. Without --send, signing is the only pass over it.
+		src = io.TeeReader(src, io.MultiWriter(signed, counted))
+	}
 	if opts.URL != nil && !payload.regular {
 		if spool, err = os.CreateTemp("", "keyctl-webhook-*"); err != nil {
 			return fmt.Errorf("spool webhook payload: %w", err)

@@ -42,8 +42,8 @@ const (
 	// more (a large import elsewhere), it empties the cache instead.
 	maxEvents = 1000
 
-	// defaultCacheSize bounds the number of cached records (a record is
-	// some 500 bytes); past it, some are dropped at random.
+	// defaultCacheSize bounds the number of cached records, each some 500
+	// bytes (100,000 take some 50 MB); past it, some are dropped at random.
 	defaultCacheSize = 100_000
 	// maxNegative bounds the secrets remembered as belonging to no key,
 	// which any caller can make up: past it, they are all forgotten.
@@ -70,9 +70,12 @@ type verifyCache struct {
 	usedMu  sync.Mutex
 	pending map[string]int64 // key ID → last use (unix seconds) not yet written
 
+	events *sql.Stmt // the watcher's query, prepared once
+
 	stopOnce sync.Once
 	stop     chan struct{}
-	done     chan struct{}
+	done     chan struct{} // closed when the watcher has stopped
+	flushed  chan struct{} // closed when the writer of uses has stopped
 }
 
 // entry is what the cache knows of one secret hash.
@@ -92,6 +95,7 @@ func newVerifyCache(size int) *verifyCache {
 		pending: map[string]int64{},
 		stop:    make(chan struct{}),
 		done:    make(chan struct{}),
+		flushed: make(chan struct{}),
 	}
 }
 
@@ -102,9 +106,15 @@ func (s *Store) startCache(size int) error {
 	if err := s.db.QueryRow("SELECT coalesce(max(seq), 0) FROM audit_events").Scan(&c.seq); err != nil {
 		return s.fail(context.Background(), "open", err)
 	}
+	var err error
+	c.events, err = s.db.Prepare("SELECT seq, action, key_id FROM audit_events WHERE seq > ? ORDER BY seq LIMIT ?")
+	if err != nil {
+		return s.fail(context.Background(), "open", err)
+	}
 	c.fresh = t0
 	s.cache = c
 	go s.watch()
+	go s.writeUses()
 	return nil
 }
 
@@ -116,6 +126,8 @@ func (s *Store) stopCache() error {
 	}
 	c.stopOnce.Do(func() { close(c.stop) })
 	<-c.done
+	<-c.flushed
+	c.events.Close()
 	return s.flushUses(context.Background())
 }
 
@@ -124,14 +136,28 @@ func (s *Store) watch() {
 	defer close(c.done)
 	poll := time.NewTicker(pollInterval)
 	defer poll.Stop()
-	flush := time.NewTicker(flushInterval)
-	defer flush.Stop()
 	for {
 		select {
 		case <-c.stop:
 			return
 		case <-poll.C:
 			s.poll()
+		}
+	}
+}
+
+// writeUses writes the queued uses every flushInterval, apart from the
+// watcher: a write may wait for another process's long transaction (an
+// import), and the watcher must not wait with it.
+func (s *Store) writeUses() {
+	c := s.cache
+	defer close(c.flushed)
+	flush := time.NewTicker(flushInterval)
+	defer flush.Stop()
+	for {
+		select {
+		case <-c.stop:
+			return
 		case <-flush.C:
 			// A failed write keeps the uses for the next try.
 			s.flushUses(context.Background())
@@ -160,8 +186,7 @@ func (s *Store) poll() {
 		// only a failed one empties it.
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		rows, err := s.db.QueryContext(ctx,
-			"SELECT seq, action, key_id FROM audit_events WHERE seq > ? ORDER BY seq LIMIT ?", since, maxEvents+1)
+		rows, err := c.events.QueryContext(ctx, since, maxEvents+1)
 		if err != nil {
 			return err
 		}

@@ -384,3 +384,66 @@ func TestCacheBounded(t *testing.T) {
 		t.Errorf("%d records (%d by ID), %d negative; want at most 4 and %d", positive, len(c.byID), c.negative, maxNegative)
 	}
 }
+
+// BenchmarkPoll is the watcher's look at the audit log when nothing
+// changed: what a cached store costs when idle, 1/pollInterval a second.
+func BenchmarkPoll(b *testing.B) {
+	s, err := Open(filepath.Join(b.TempDir(), "keys.db"), Options{CacheVerify: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	for b.Loop() {
+		s.poll()
+	}
+}
+
+// Verifies racing with changes: once Revoke has returned, no Verify that
+// starts afterwards answers valid, whatever was in flight.
+func TestCacheConcurrent(t *testing.T) {
+	s := openCached(t, filepath.Join(t.TempDir(), "keys.db"), nil, 0)
+	ctx := context.Background()
+	var keys []*keystore.Key
+	for i := range 20 {
+		keys = append(keys, mustCreate(t, s, keystore.CreateParams{Name: string(rune('a' + i))}))
+	}
+	waitFresh(t, s)
+	stop := make(chan struct{})
+	errs := make(chan error, 4)
+	for w := range 4 {
+		go func() {
+			for i := w; ; i++ {
+				select {
+				case <-stop:
+					errs <- nil
+					return
+				default:
+				}
+				if _, err := s.Verify(ctx, keys[i%len(keys)].Secret, nil); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	for _, k := range keys {
+		if _, err := s.Revoke(ctx, k.ID); err != nil {
+			t.Fatal(err)
+		}
+		if v := verifyCode(t, s, k.Secret); v.Code != keystore.CodeRevoked {
+			t.Fatalf("%s right after Revoke: %s", k.ID, v.Code)
+		}
+		mustCreate(t, s, keystore.CreateParams{Name: "more"})
+	}
+	close(stop)
+	for range 4 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, k := range keys {
+		if v := verifyCode(t, s, k.Secret); v.Code != keystore.CodeRevoked {
+			t.Errorf("%s at the end: %s", k.ID, v.Code)
+		}
+	}
+}

@@ -245,12 +245,15 @@ func (s *Store) Verify(ctx context.Context, secret string, scopes []string) (*ke
 	}
 	v := keystore.Judge(k, now, scopes)
 	if v.Valid || v.Code == keystore.CodeInsufficientScope {
-		// At most one write per key and second, however often it is used.
-		_, err := s.db.ExecContext(ctx,
-			"UPDATE keys SET last_used_at = ? WHERE id = ? AND (last_used_at IS NULL OR last_used_at < ?)",
-			now.Unix(), k.ID, now.Unix())
-		if err != nil {
-			return nil, s.fail(ctx, op, err)
+		// At most one write per key and second, however often it is used:
+		// none when this second's use is recorded already.
+		if k.LastUsedAt == nil || k.LastUsedAt.Before(now) {
+			_, err := s.db.ExecContext(ctx,
+				"UPDATE keys SET last_used_at = ? WHERE id = ? AND (last_used_at IS NULL OR last_used_at < ?)",
+				now.Unix(), k.ID, now.Unix())
+			if err != nil {
+				return nil, s.fail(ctx, op, err)
+			}
 		}
 		k.LastUsedAt = &now
 	}
@@ -267,7 +270,7 @@ func (s *Store) Audit(ctx context.Context, keyID string) ([]keystore.Event, erro
 		if err := keystore.CheckID(keyID); err != nil {
 			return nil, err
 		}
-		query += " WHERE key_id = ? OR json_extract(details, '$.new_key_id') = ?"
+		query += " WHERE key_id = ? OR (action = 'rotate' AND json_extract(details, '$.new_key_id') = ?)"
 		args = append(args, keyID, keyID)
 	}
 	rows, err := s.db.QueryContext(ctx, query+" ORDER BY seq", args...)

@@ -80,7 +80,7 @@ func TestMigrateFromSchema1(t *testing.T) {
 	if err := s.SaveReplay(context.Background(), sha256.Sum256(nil), []byte("x"), time.Now()); err != nil {
 		t.Errorf("SaveReplay after the upgrade: %v", err)
 	}
-	if got := pragma(t, path, "user_version"); got != "2" {
-		t.Errorf("user_version = %q, want 2", got)
+	if got := pragma(t, path, "user_version"); got != "3" {
+		t.Errorf("user_version = %q, want 3", got)
 	}
 }

@@ -71,7 +71,8 @@ type Options struct {
 	// such as keyctl serve; see cache.go for how it stays exact.
 	// A one-shot command leaves it off: it verifies once.
 	CacheVerify bool
-	// CacheSize bounds the number of key records cached; 0 means 100,000.
+	// CacheSize bounds the number of key records cached, each some 500
+	// bytes; 0 means 100,000.
 	CacheSize int
 }
 
