@@ -107,7 +107,7 @@ func DecodeImportRecord(line []byte) (*ImportKey, error) {
 			return nil, err
 		}
 		if r.Environment != "" && r.Environment != env {
-			return nil, Errorf(EINVALID, "environment %q does not match the key's prefix sk_%s_", truncate(r.Environment, 20), env)
+			return nil, Errorf(EINVALID, "environment %q does not match the key's prefix sk_%s_", Truncate(r.Environment, 20), env)
 		}
 		if r.Hint != "" {
 			return nil, Errorf(EINVALID, "hint goes only with key_sha256: the hint of a key is made from the key")
@@ -126,7 +126,7 @@ func DecodeImportRecord(line []byte) (*ImportKey, error) {
 			r.Environment = EnvLive
 		}
 		if !ValidEnv(r.Environment) {
-			return nil, Errorf(EINVALID, "unknown environment %q (want live or test)", truncate(r.Environment, 20))
+			return nil, Errorf(EINVALID, "unknown environment %q (want live or test)", Truncate(r.Environment, 20))
 		}
 		// The secret is unknown: unless the record brings the hint the
 		// other system kept, the hint can name only its prefix.

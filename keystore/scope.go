@@ -72,7 +72,7 @@ func expandScope(s string) ([]string, error) {
 			return out, nil
 		}
 	}
-	return nil, Errorf(EINVALID, "unknown scope %q (did you mean %s?)", truncate(s, 40), NearestScope(s))
+	return nil, Errorf(EINVALID, "unknown scope %q (did you mean %s?)", Truncate(s, 40), NearestScope(s))
 }
 
 // Grants reports whether a key holding scopes may act with scope want.

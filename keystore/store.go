@@ -33,14 +33,14 @@ func (p *CreateParams) Validate(now time.Time) error {
 		p.Environment = EnvLive
 	}
 	if !ValidEnv(p.Environment) {
-		return Errorf(EINVALID, "unknown environment %q (want live or test)", truncate(p.Environment, 20))
+		return Errorf(EINVALID, "unknown environment %q (want live or test)", Truncate(p.Environment, 20))
 	}
 	if len(p.Scopes) == 0 {
 		return Errorf(EINVALID, "a key needs at least one scope")
 	}
 	for _, s := range p.Scopes {
 		if !ValidScope(s) {
-			return Errorf(EINVALID, "unknown scope %q (did you mean %s?)", truncate(s, 40), NearestScope(s))
+			return Errorf(EINVALID, "unknown scope %q (did you mean %s?)", Truncate(s, 40), NearestScope(s))
 		}
 	}
 	if p.ExpiresAt != nil && !p.ExpiresAt.After(now) {
@@ -51,7 +51,7 @@ func (p *CreateParams) Validate(now time.Time) error {
 			return Errorf(EINVALID, "metadata key must not be empty")
 		}
 		if len(k) > 40 || len(v) > 500 {
-			return Errorf(EINVALID, "metadata %q too long (keys at most 40, values at most 500 bytes)", truncate(k, 40))
+			return Errorf(EINVALID, "metadata %q too long (keys at most 40, values at most 500 bytes)", Truncate(k, 40))
 		}
 	}
 	if len(p.Metadata) > 50 {

@@ -186,7 +186,7 @@ func CheckID(id string) error {
 	if strings.Contains(id, "sk_") {
 		return Errorf(EINVALID, "malformed key id: that is a secret key, not its ID (want key_ and 16 letters or digits)")
 	}
-	return Errorf(EINVALID, "malformed key id %q (want key_ and 16 letters or digits)", truncate(id, 40))
+	return Errorf(EINVALID, "malformed key id %q (want key_ and 16 letters or digits)", Truncate(id, 40))
 }
 
 // HashToken is what a store keeps instead of the secret.
@@ -207,9 +207,9 @@ func Hint(token string) string {
 	return token[:12] + "…" + token[len(token)-4:]
 }
 
-// truncate shortens s to at most n bytes plus "…", cutting on a character
+// Truncate shortens s to at most n bytes plus "…", cutting on a character
 // boundary so that a message never shows half a UTF-8 sequence.
-func truncate(s string, n int) string {
+func Truncate(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}

@@ -13,7 +13,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/chatbotplatform/keyctl/keystore"
 )
@@ -260,7 +259,7 @@ func intParam(q url.Values, name string, def, lo, hi int) (int, error) {
 	}
 	n, err := strconv.Atoi(s)
 	if err != nil || n < lo || n > hi {
-		return 0, keystore.Errorf(keystore.EINVALID, "%s must be a whole number from %d to %d, got %q", name, lo, hi, truncate(s, 20))
+		return 0, keystore.Errorf(keystore.EINVALID, "%s must be a whole number from %d to %d, got %q", name, lo, hi, keystore.Truncate(s, 20))
 	}
 	return n, nil
 }
@@ -276,7 +275,7 @@ func listFilter(q url.Values) (keystore.ListFilter, error) {
 	if s := q.Get("created_before"); s != "" {
 		t, err := time.Parse(time.RFC3339, s)
 		if err != nil {
-			return f, keystore.Errorf(keystore.EINVALID, "created_before must be an RFC 3339 time, such as 2027-01-31T12:00:00Z, got %q", truncate(s, 40))
+			return f, keystore.Errorf(keystore.EINVALID, "created_before must be an RFC 3339 time, such as 2027-01-31T12:00:00Z, got %q", keystore.Truncate(s, 40))
 		}
 		f.CreatedBefore = t
 	}
@@ -285,7 +284,7 @@ func listFilter(q url.Values) (keystore.ListFilter, error) {
 	case "true":
 		f.Rotatable = true
 	default:
-		return f, keystore.Errorf(keystore.EINVALID, "rotatable must be true or false, got %q", truncate(s, 20))
+		return f, keystore.Errorf(keystore.EINVALID, "rotatable must be true or false, got %q", keystore.Truncate(s, 20))
 	}
 	return f, nil
 }
@@ -368,15 +367,4 @@ func (s *Server) audit(c *call) (result, error) {
 		events = []keystore.Event{}
 	}
 	return result{http.StatusOK, envelope{Data: events, Meta: auditMeta{len(events)}}}, nil
-}
-
-// truncate shortens s for a message, on a character boundary.
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n] + "…"
 }
