@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/adrg/xdg"
@@ -36,13 +37,40 @@ type Settings struct {
 const defaultAPIKeyEnv = "CHATBOT_API_KEY"
 
 func defaultConfigPath() string {
-	xdg.Reload() // xdg caches the environment at init; tests change it
+	reloadXDG()
 	return filepath.Join(xdg.ConfigHome, "keyctl", "config.yaml")
 }
 
 func defaultStorePath() string {
-	xdg.Reload()
+	reloadXDG()
 	return filepath.Join(xdg.DataHome, "keyctl", "keys.db")
+}
+
+// xdg reads the environment once, at init; tests change it between runs.
+// reloadXDG makes xdg read it again only when it changed, which a run of
+// keyctl never does: reading it again would cost every command tens of
+// microseconds.
+var xdgEnv = struct {
+	sync.Mutex
+	seen string
+}{seen: xdgEnvNow()}
+
+func xdgEnvNow() string {
+	var b strings.Builder
+	for _, v := range []string{"HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_CONFIG_DIRS", "XDG_DATA_DIRS", "APPDATA", "LOCALAPPDATA"} {
+		b.WriteString(os.Getenv(v))
+		b.WriteByte(0)
+	}
+	return b.String()
+}
+
+func reloadXDG() {
+	xdgEnv.Lock()
+	defer xdgEnv.Unlock()
+	if now := xdgEnvNow(); now != xdgEnv.seen {
+		xdg.Reload()
+		xdgEnv.seen = now
+	}
 }
 
 // envName is the environment variable for a flag: KEYCTL_ and the flag name

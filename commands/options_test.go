@@ -196,3 +196,47 @@ func timeEq(a, b *time.Time) bool {
 	}
 	return a.Equal(*b)
 }
+
+// A run builds only the command that its arguments name: commandName must
+// find the command that cobra finds in the whole tree, or give up.
+func TestCommandName(t *testing.T) {
+	for line, want := range map[string]string{
+		"verify sk_live_x":                         "verify",
+		"--store /tmp/k.db verify sk_live_x":       "verify",
+		"--store=/tmp/k.db -o json list --all":     "list",
+		"-o json show key_1":                       "show",
+		"-ojson show key_1":                        "show",
+		"--no-color --timeout 5s rotate --all":     "rotate",
+		"--jq .id --profile ci create --name x":    "create",
+		"--api-url http://x --config c.yaml audit": "audit",
+		"serve --addr :0":                          "serve",
+		"":                                         "",
+		"--help":                                   "",
+		"-h verify":                                "",
+		"--version":                                "",
+		"--store":                                  "",
+		"-- verify":                                "",
+		"--unknown verify":                         "",
+	} {
+		root := NewCmdRoot(testFactory(false))
+		if got := commandName(root.PersistentFlags(), splitArgs(line)); got != want {
+			t.Errorf("commandName(%q) = %q, want %q", line, got, want)
+		}
+		if want == "" {
+			continue
+		}
+		found, _, err := root.Find(splitArgs(line))
+		if err != nil || found.Name() != want {
+			t.Errorf("cobra finds %v, %v for %q; commandName says %q", found.Name(), err, line, want)
+		}
+		// The tree of that run holds the command and the help command.
+		part := newCmdRoot(testFactory(false), splitArgs(line))
+		var names []string
+		for _, c := range part.Commands() {
+			names = append(names, c.Name())
+		}
+		if len(names) != 1 || names[0] != want {
+			t.Errorf("the tree for %q holds %v, want [%s]", line, names, want)
+		}
+	}
+}

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"slices"
+	"strings"
 	"syscall"
 	"time"
 
@@ -28,7 +30,10 @@ func run(io *output.IOStreams, now func() time.Time, args []string) int {
 
 	f := NewFactory(io, now)
 	defer f.Close()
-	root := NewCmdRoot(f)
+	root := newCmdRoot(f, args)
+	if len(args) > 0 && (args[0] == cobra.ShellCompRequestCmd || args[0] == cobra.ShellCompNoDescRequestCmd) {
+		registerCompletions(root, f) // only a shell asking for completions needs them
+	}
 	root.SetArgs(args)
 	root.SetIn(io.In)
 	root.SetOut(io.Out)
@@ -52,9 +57,76 @@ func run(io *output.IOStreams, now func() time.Time, args []string) int {
 	return exitCode(err)
 }
 
-// NewCmdRoot builds a fresh command tree; nothing is global, so tests can
+// commandGroups are the headings of keyctl --help.
+var commandGroups = []struct{ id, title string }{
+	{"keys", "Key commands:"},
+	{"webhooks", "Webhook commands:"},
+	{"service", "Service commands:"},
+	{"other", "Other commands:"},
+}
+
+type topCommand struct {
+	name, group string
+	build       func(*Factory) *cobra.Command
+}
+
+// topCommands are keyctl's commands, in the order of keyctl --help.
+var topCommands = []topCommand{
+	{"create", "keys", func(f *Factory) *cobra.Command { return NewCmdCreate(f, nil) }},
+	{"list", "keys", func(f *Factory) *cobra.Command { return NewCmdList(f, nil) }},
+	{"show", "keys", func(f *Factory) *cobra.Command { return NewCmdShow(f, nil) }},
+	{"rotate", "keys", func(f *Factory) *cobra.Command { return NewCmdRotate(f, nil) }},
+	{"revoke", "keys", func(f *Factory) *cobra.Command { return NewCmdRevoke(f, nil) }},
+	{"verify", "keys", func(f *Factory) *cobra.Command { return NewCmdVerify(f, nil) }},
+	{"import", "keys", func(f *Factory) *cobra.Command { return NewCmdImport(f, nil) }},
+	{"audit", "keys", func(f *Factory) *cobra.Command { return NewCmdAudit(f, nil) }},
+	{"sign-webhook", "webhooks", func(f *Factory) *cobra.Command { return NewCmdSignWebhook(f, nil) }},
+	{"verify-webhook", "webhooks", func(f *Factory) *cobra.Command { return NewCmdVerifyWebhook(f, nil) }},
+	{"serve", "service", func(f *Factory) *cobra.Command { return NewCmdServe(f, nil) }},
+	{"config", "other", func(f *Factory) *cobra.Command { return NewCmdConfig(f, nil) }},
+	{"completion", "other", func(f *Factory) *cobra.Command { return NewCmdCompletion(f, nil) }},
+	{"version", "other", func(f *Factory) *cobra.Command { return NewCmdVersion(f, nil) }},
+}
+
+// commandName is the first word of args that is not a flag of the root or
+// its value: the command cobra will run. It is "" when that is unclear (a
+// flag it does not know, such as -h, or "--").
+func commandName(pf *pflag.FlagSet, args []string) string {
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		var fl *pflag.Flag
+		switch {
+		case a == "--" || a == "-":
+			return ""
+		case strings.HasPrefix(a, "--"):
+			name, _, withValue := strings.Cut(a[2:], "=")
+			if fl = pf.Lookup(name); fl == nil {
+				return ""
+			}
+			if !withValue && fl.NoOptDefVal == "" {
+				i++ // --store PATH
+			}
+		case strings.HasPrefix(a, "-"):
+			if fl = pf.ShorthandLookup(a[1:2]); fl == nil {
+				return ""
+			}
+			if len(a) == 2 && fl.NoOptDefVal == "" {
+				i++ // -o json; -ojson holds its value
+			}
+		default:
+			return a
+		}
+	}
+	return ""
+}
+
+// NewCmdRoot builds the whole command tree; nothing is global, so tests can
 // build as many as they like.
-func NewCmdRoot(f *Factory) *cobra.Command {
+func NewCmdRoot(f *Factory) *cobra.Command { return newCmdRoot(f, nil) }
+
+// newCmdRoot builds the tree that runs args: the root and, when args name
+// a command for sure, that command alone; otherwise every command.
+func newCmdRoot(f *Factory, args []string) *cobra.Command {
 	var (
 		noColor bool
 		jq      string
@@ -112,37 +184,28 @@ remote key service.`,
 	pf.StringVar(&jq, "jq", "", "filter JSON output with a jq expression")
 	pf.BoolVar(&noColor, "no-color", false, "disable color (also NO_COLOR)")
 
-	cmd.AddGroup(&cobra.Group{ID: "keys", Title: "Key commands:"})
-	for _, c := range []*cobra.Command{
-		NewCmdCreate(f, nil),
-		NewCmdList(f, nil),
-		NewCmdShow(f, nil),
-		NewCmdRotate(f, nil),
-		NewCmdRevoke(f, nil),
-		NewCmdVerify(f, nil),
-		NewCmdImport(f, nil),
-		NewCmdAudit(f, nil),
-	} {
-		c.GroupID = "keys"
-		cmd.AddCommand(c)
+	// A run builds only the command it runs when args name one for sure:
+	// the others' flags and help are work it does not need.
+	only := ""
+	if name := commandName(pf, args); slices.ContainsFunc(topCommands, func(c topCommand) bool { return c.name == name }) {
+		only = name
 	}
-	addWebhookCommands(cmd, f)
-	addServiceCommands(cmd, f)
-
-	cmd.AddGroup(&cobra.Group{ID: "other", Title: "Other commands:"})
-	for _, c := range []*cobra.Command{
-		NewCmdConfig(f, nil),
-		NewCmdCompletion(f, nil),
-		NewCmdVersion(f, nil),
-	} {
-		c.GroupID = "other"
-		cmd.AddCommand(c)
+	for _, g := range commandGroups {
+		cmd.AddGroup(&cobra.Group{ID: g.id, Title: g.title})
+	}
+	for _, c := range topCommands {
+		if only == "" || c.name == only {
+			sub := c.build(f)
+			sub.GroupID = c.group
+			cmd.AddCommand(sub)
+		}
 	}
 	cmd.SetHelpCommandGroupID("other")
 	cmd.CompletionOptions.DisableDefaultCmd = true
-	cmd.Version = buildInfo().String()
-	cmd.SetVersionTemplate("{{.Version}}\n")
-	registerCompletions(cmd, f)
+	// --version reads the build information only when it is asked for.
+	cmd.Version = "keyctl"
+	cobra.AddTemplateFunc("keyctlVersion", func() string { return buildInfo().String() })
+	cmd.SetVersionTemplate("{{keyctlVersion}}\n")
 	return cmd
 }
 

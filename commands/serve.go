@@ -18,14 +18,6 @@ import (
 	"github.com/chatbotplatform/keyctl/server"
 )
 
-// addServiceCommands adds serve to the root, in a group of its own.
-func addServiceCommands(root *cobra.Command, f *Factory) {
-	root.AddGroup(&cobra.Group{ID: "service", Title: "Service commands:"})
-	c := NewCmdServe(f, nil)
-	c.GroupID = "service"
-	root.AddCommand(c)
-}
-
 // readHeaderTimeout closes connections that trickle their headers
 // (slowloris). A variable only so that a test can shorten it.
 var readHeaderTimeout = 5 * time.Second

@@ -22,19 +22,6 @@ import (
 	"github.com/chatbotplatform/keyctl/webhook"
 )
 
-// addWebhookCommands adds sign-webhook and verify-webhook to the root, in
-// a group of their own.
-func addWebhookCommands(root *cobra.Command, f *Factory) {
-	root.AddGroup(&cobra.Group{ID: "webhooks", Title: "Webhook commands:"})
-	for _, c := range []*cobra.Command{
-		NewCmdSignWebhook(f, nil),
-		NewCmdVerifyWebhook(f, nil),
-	} {
-		c.GroupID = "webhooks"
-		root.AddCommand(c)
-	}
-}
-
 // webhookSecretEnv holds webhook secrets, separated by spaces, when no
 // --secret is given.
 const webhookSecretEnv = "KEYCTL_WEBHOOK_SECRET"

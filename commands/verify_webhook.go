@@ -11,6 +11,7 @@ import (
 	"os"
 	"regexp"
 	"strings"
+	"sync"
 
 	"github.com/spf13/cobra"
 
@@ -242,8 +243,8 @@ func validHeaderName(s string) bool {
 // "POST /webhook HTTP/1.1" and the reply status that sign-webhook --send
 // prints, such as "200 OK".
 var (
-	requestLine = regexp.MustCompile(`^[A-Z]+ \S+ HTTP/[0-9](\.[0-9])?$`)
-	statusLine  = regexp.MustCompile(`^[1-5][0-9][0-9]( .*)?$`)
+	requestLine = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Z]+ \S+ HTTP/[0-9](\.[0-9])?$`) })
+	statusLine  = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[1-5][0-9][0-9]( .*)?$`) })
 )
 
 // maxHeadersFile bounds --headers-file: headers are small, and a payload
@@ -275,7 +276,7 @@ func readHeadersFile(f *Factory, name string, h http.Header) error {
 	}
 	for i, line := range strings.Split(string(data), "\n") {
 		line = strings.TrimSpace(line)
-		if line == "" || strings.HasPrefix(line, "#") || requestLine.MatchString(line) || statusLine.MatchString(line) {
+		if line == "" || strings.HasPrefix(line, "#") || requestLine().MatchString(line) || statusLine().MatchString(line) {
 			continue
 		}
 		k, v, err := parseHeaderLine(line)

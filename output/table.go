@@ -6,8 +6,6 @@ import (
 	"strings"
 
 	"github.com/olekukonko/tablewriter"
-	"github.com/olekukonko/tablewriter/renderer"
-	"github.com/olekukonko/tablewriter/tw"
 )
 
 // Table collects rows and prints them: aligned columns under a header on a
@@ -55,23 +53,24 @@ func (t *Table) Render() error {
 		}
 		return nil
 	}
-	tbl := tablewriter.NewTable(t.w,
-		tablewriter.WithRenderer(renderer.NewBlueprint(tw.Rendition{
-			Borders:  tw.BorderNone,
-			Symbols:  tw.NewSymbols(tw.StyleNone),
-			Settings: tw.Settings{Lines: tw.LinesNone, Separators: tw.SeparatorsNone},
-		})),
-		tablewriter.WithHeaderAutoFormat(tw.Off),
-		tablewriter.WithHeaderAlignment(tw.AlignLeft),
-		tablewriter.WithRowAlignment(tw.AlignLeft),
-		tablewriter.WithPadding(tw.Padding{Left: "", Right: "  ", Overwrite: true}),
-		tablewriter.WithTrimSpace(tw.Off),
-	)
+	// kubectl-like columns: no borders, no separators, two spaces between
+	// columns, cells as given (no wrapping, no upper-cased header).
+	tbl := tablewriter.NewWriter(t.w)
+	tbl.SetAutoWrapText(false)
+	tbl.SetAutoFormatHeaders(false)
+	tbl.SetHeaderAlignment(tablewriter.ALIGN_LEFT)
+	tbl.SetAlignment(tablewriter.ALIGN_LEFT)
+	tbl.SetCenterSeparator("")
+	tbl.SetColumnSeparator("")
+	tbl.SetRowSeparator("")
+	tbl.SetHeaderLine(false)
+	tbl.SetBorder(false)
+	tbl.SetTablePadding("  ")
+	tbl.SetNoWhiteSpace(true)
 	if len(t.header) > 0 {
-		tbl.Header(t.header)
+		tbl.SetHeader(t.header)
 	}
-	if err := tbl.Bulk(t.rows); err != nil {
-		return err
-	}
-	return tbl.Render()
+	tbl.AppendBulk(t.rows)
+	tbl.Render()
+	return nil
 }
