@@ -4,11 +4,12 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/gob"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"runtime/debug"
 	"strconv"
 
 	"github.com/spf13/cobra"
@@ -104,8 +105,18 @@ func (opts *ImportOptions) resolve(args []string) error {
 	return nil
 }
 
+// importGCPercent is GOGC during an import (unless the user set GOGC). Its
+// live heap is a batch or two of keys, some megabytes whatever the input
+// (SQLite's pages live outside it), so with the default of 100 a
+// collection would start every few megabytes of garbage, costing a tenth
+// of the import's CPU; at 400 the heap stays some tens of megabytes.
+const importGCPercent = 400
+
 func importRun(ctx context.Context, opts *ImportOptions) error {
 	f := opts.f
+	if _, set := os.LookupEnv("GOGC"); !set {
+		defer debug.SetGCPercent(debug.SetGCPercent(importGCPercent))
+	}
 	in, err := openPayload(f, opts.File)
 	if err != nil {
 		return err
@@ -148,18 +159,25 @@ func importRun(ctx context.Context, opts *ImportOptions) error {
 	im.bar = f.IO.NewProgress("importing", int(size))
 	if spooled != nil {
 		im.bar = f.IO.NewProgress("importing", checked)
-		err = spooled.each(im.add)
+		err = pipeRecords(spooled.each, im.add)
 	} else {
-		err = readLines(counted, func(n int, line []byte, tooLong bool) error {
-			k, perr := parseImportLine(line, tooLong, f)
-			if k == nil && perr == nil {
-				return nil // a blank line
-			}
-			return im.add(n, k, perr)
-		})
+		err = pipeRecords(func(emit func(importRecord) error) error {
+			return readLines(counted, func(n int, line []byte, tooLong bool) error {
+				k, perr := parseImportLine(line, tooLong, f)
+				if k == nil && perr == nil {
+					return nil // a blank line
+				}
+				return emit(importRecord{line: n, key: k, err: perr, read: counted.n})
+			})
+		}, im.add)
 	}
 	if err == nil {
 		err = im.flush()
+	}
+	if im.session != nil {
+		if cerr := im.session.Close(); err == nil {
+			err = cerr
+		}
 	}
 	im.bar.Done()
 	if ctx.Err() != nil {
@@ -210,7 +228,8 @@ func printImportSummary(f *Factory, sum importSummary) error {
 type importer struct {
 	f         *Factory
 	store     keystore.Store
-	ctx       context.Context // with the actor
+	session   keystore.ImportSession // when the store keeps state from batch to batch
+	ctx       context.Context        // with the actor
 	batchSize int
 	input     string
 	read      *countingReader // the input, for progress; nil once spooled
@@ -219,18 +238,29 @@ type importer struct {
 	batch   []keystore.ImportKey
 	lines   []int // the line of each key of batch
 	records int   // lines that were not blank
+	done    int64 // bytes of input behind the last record, for progress
 	sum     importSummary
 }
 
-// add takes the record of line n: its key, or why it is not one.
-func (im *importer) add(n int, k *keystore.ImportKey, err error) error {
+// importRecord is a line of input on its way to the store: its key, or
+// why it is not one.
+type importRecord struct {
+	line int
+	key  *keystore.ImportKey
+	err  error
+	read int64 // bytes of input read up to this record
+}
+
+// add takes the record of a line.
+func (im *importer) add(r importRecord) error {
 	im.records++
-	if err != nil {
+	im.done = r.read
+	if r.err != nil {
 		im.sum.Failed++
-		im.report(n, err.Error())
+		im.report(r.line, r.err.Error())
 	} else {
-		im.batch = append(im.batch, *k)
-		im.lines = append(im.lines, n)
+		im.batch = append(im.batch, *r.key)
+		im.lines = append(im.lines, r.line)
 		if len(im.batch) >= im.batchSize {
 			if err := im.flush(); err != nil {
 				return err
@@ -244,11 +274,24 @@ func (im *importer) add(n int, k *keystore.ImportKey, err error) error {
 }
 
 // flush imports the batch. Keys the store refused are reported by line.
+// A store that keeps state from one batch to the next (SQLite's page
+// cache) gets all of them through one session.
 func (im *importer) flush() error {
 	if len(im.batch) == 0 {
 		return nil
 	}
-	res, err := im.store.Import(im.ctx, im.batch)
+	if bi, ok := im.store.(keystore.BatchImporter); ok && im.session == nil {
+		s, err := bi.BeginImport(im.ctx)
+		if err != nil {
+			return err
+		}
+		im.session = s
+	}
+	importBatch := im.store.Import
+	if im.session != nil {
+		importBatch = im.session.Import
+	}
+	res, err := importBatch(im.ctx, im.batch)
 	// Through the remote store, part of a batch may be stored before an
 	// error: count it too.
 	im.sum.Imported += res.Imported
@@ -261,6 +304,7 @@ func (im *importer) flush() error {
 		}
 		im.report(line, e.Message)
 	}
+	clear(im.batch) // keep no record past its batch
 	im.batch, im.lines = im.batch[:0], im.lines[:0]
 	im.progress()
 	return err
@@ -276,7 +320,7 @@ func (im *importer) report(line int, msg string) {
 func (im *importer) progress() {
 	done := im.records
 	if im.read != nil {
-		done = int(im.read.n)
+		done = int(im.done)
 	}
 	im.bar.Show(done, fmt.Sprintf("%d records", im.records))
 }
@@ -314,6 +358,67 @@ func (im *importer) check(r *countingReader) (sp *spool, records int, err error)
 		return nil, 0, err
 	}
 	return sp, records, nil
+}
+
+// importChunk is how many records the reading goroutine hands over at a
+// time.
+const importChunk = 256
+
+// errStopped stops a producer of records whose consumer has given up.
+var errStopped = errors.New("import stopped")
+
+// pipeRecords runs produce in a goroutine of its own and hands the records
+// it emits to consume, in order, in the calling goroutine: reading and
+// checking the next records (JSON, SHA-256 of each secret; about a tenth of
+// an import's work) overlaps with the store writing the last batch. When
+// consume fails, produce is stopped at its next record but not waited for:
+// it may be blocked reading standard input.
+func pipeRecords(produce func(emit func(importRecord) error) error, consume func(importRecord) error) error {
+	chunks := make(chan []importRecord, 8)
+	stop := make(chan struct{})
+	defer close(stop)
+	var perr error // set before chunks is closed
+	go func() {
+		defer close(chunks)
+		chunk := make([]importRecord, 0, importChunk)
+		send := func() error {
+			select {
+			case chunks <- chunk:
+				chunk = make([]importRecord, 0, importChunk)
+				return nil
+			case <-stop:
+				return errStopped
+			}
+		}
+		err := produce(func(r importRecord) error {
+			select {
+			case <-stop:
+				return errStopped
+			default:
+			}
+			chunk = append(chunk, r)
+			if len(chunk) < importChunk {
+				return nil
+			}
+			return send()
+		})
+		// The records read before an error still count, as when read
+		// one by one.
+		if len(chunk) > 0 && !errors.Is(err, errStopped) {
+			if serr := send(); err == nil {
+				err = serr
+			}
+		}
+		perr = err
+	}()
+	for chunk := range chunks {
+		for _, r := range chunk {
+			if err := consume(r); err != nil {
+				return err
+			}
+		}
+	}
+	return perr
 }
 
 // readLines calls fn with each line of r, numbered from 1, without its line
@@ -370,11 +475,12 @@ func (c *countingReader) Read(p []byte) (int, error) {
 
 // spool keeps checked import keys in a temporary file, mode 0600, that is
 // removed at once where the system allows it (Unix), so that nothing stays
-// behind even if keyctl is killed.
+// behind even if keyctl is killed. The keys are JSON lines (encoding/gob
+// would be smaller, but its initialisation costs every keyctl command).
 type spool struct {
 	file *os.File
 	w    *bufio.Writer
-	enc  *gob.Encoder
+	enc  *json.Encoder
 }
 
 type spooled struct {
@@ -389,7 +495,7 @@ func newSpool() (*spool, error) {
 	}
 	os.Remove(file.Name()) // fails on Windows while open: close removes it then
 	w := bufio.NewWriter(file)
-	return &spool{file: file, w: w, enc: gob.NewEncoder(w)}, nil
+	return &spool{file: file, w: w, enc: json.NewEncoder(w)}, nil
 }
 
 func (s *spool) add(line int, k *keystore.ImportKey) error {
@@ -410,8 +516,8 @@ func (s *spool) rewind() error {
 }
 
 // each calls fn with each spooled key, in the order of the input.
-func (s *spool) each(fn func(line int, k *keystore.ImportKey, err error) error) error {
-	dec := gob.NewDecoder(bufio.NewReader(s.file))
+func (s *spool) each(fn func(importRecord) error) error {
+	dec := json.NewDecoder(bufio.NewReader(s.file))
 	for {
 		var e spooled
 		if err := dec.Decode(&e); errors.Is(err, io.EOF) {
@@ -419,7 +525,7 @@ func (s *spool) each(fn func(line int, k *keystore.ImportKey, err error) error) 
 		} else if err != nil {
 			return fmt.Errorf("read temporary file for --strict: %w", err)
 		}
-		if err := fn(e.Line, &e.Key, nil); err != nil {
+		if err := fn(importRecord{line: e.Line, key: &e.Key}); err != nil {
 			return err
 		}
 	}

@@ -3,6 +3,7 @@ package commands
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -185,4 +186,67 @@ func TestImportRunBatches(t *testing.T) {
 	if err != nil || n != 5 {
 		t.Errorf("Count = %d, %v; want 5", n, err)
 	}
+}
+
+// pipeRecords hands every record over in order, with the producer's error
+// after the records it emitted, and stops the producer when the consumer
+// fails.
+func TestPipeRecords(t *testing.T) {
+	produce := func(n int, fail error, emitted *int, done chan<- struct{}) func(func(importRecord) error) error {
+		return func(emit func(importRecord) error) error {
+			defer close(done)
+			for i := 1; i <= n; i++ {
+				if err := emit(importRecord{line: i}); err != nil {
+					return err
+				}
+				*emitted = i
+			}
+			return fail
+		}
+	}
+	t.Run("in order, then the producer's error", func(t *testing.T) {
+		readErr := errors.New("read error")
+		var got []int
+		var emitted int
+		done := make(chan struct{})
+		err := pipeRecords(produce(1000, readErr, &emitted, done), func(r importRecord) error {
+			got = append(got, r.line)
+			return nil
+		})
+		if !errors.Is(err, readErr) {
+			t.Errorf("err = %v, want %v", err, readErr)
+		}
+		if len(got) != 1000 {
+			t.Fatalf("%d records arrived, want 1000", len(got))
+		}
+		for i, line := range got {
+			if line != i+1 {
+				t.Fatalf("record %d is line %d", i+1, line)
+			}
+		}
+	})
+	t.Run("the consumer's error stops the producer", func(t *testing.T) {
+		storeErr := errors.New("store error")
+		var emitted, consumed int
+		done := make(chan struct{})
+		err := pipeRecords(produce(1_000_000, nil, &emitted, done), func(r importRecord) error {
+			consumed++
+			if r.line == 300 {
+				return storeErr
+			}
+			return nil
+		})
+		if !errors.Is(err, storeErr) || consumed != 300 {
+			t.Errorf("err = %v after %d records, want %v after 300", err, consumed, storeErr)
+		}
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the producer did not stop")
+		}
+		// It may be ahead by the chunks in flight, no more.
+		if emitted >= 300+10*importChunk {
+			t.Errorf("the producer emitted %d records after the consumer stopped at 300", emitted)
+		}
+	})
 }

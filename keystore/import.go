@@ -2,6 +2,7 @@ package keystore
 
 import (
 	"bytes"
+	"context"
 	"encoding/hex"
 	"encoding/json"
 	"strings"
@@ -49,6 +50,21 @@ type ImportKey struct {
 	Source    string // ImportSourceKey or ImportSourceSHA256; "" counts as the latter
 }
 
+// BatchImporter is a Store that keeps what it learns from one import batch
+// for the next (the SQLite store: a warm page cache). A caller that sends
+// many batches begins an import, sends them through it, and closes it.
+type BatchImporter interface {
+	BeginImport(ctx context.Context) (ImportSession, error)
+}
+
+// ImportSession is an import of many batches. Its Import is Store.Import:
+// each batch is still one transaction, with the same results and errors.
+// Batches go one at a time. Close ends the session, whatever happened.
+type ImportSession interface {
+	Import(ctx context.Context, keys []ImportKey) (ImportResult, error)
+	Close() error
+}
+
 // ImportResult counts what an import did. Failed holds one entry per record
 // that a store refused.
 type ImportResult struct {
@@ -86,13 +102,11 @@ func ParseImportRecord(line []byte, now time.Time) (*ImportKey, error) {
 // never contains the secret.
 func DecodeImportRecord(line []byte) (*ImportKey, error) {
 	var r ImportRecord
-	dec := json.NewDecoder(bytes.NewReader(line))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&r); err != nil {
-		return nil, Errorf(EINVALID, "not a JSON import record: %s", jsonProblem(err))
-	}
-	if dec.More() {
-		return nil, Errorf(EINVALID, "more than one JSON value on the line")
+	if !decodeRecordFast(line, &r) {
+		r = ImportRecord{}
+		if err := decodeRecordJSON(line, &r); err != nil {
+			return nil, err
+		}
 	}
 	k := &ImportKey{}
 	if r.CreatedAt != nil {
@@ -151,6 +165,20 @@ func DecodeImportRecord(line []byte) (*ImportKey, error) {
 		k.Params.ExpiresAt = &e
 	}
 	return k, nil
+}
+
+// decodeRecordJSON decodes a record with encoding/json, the reference for
+// decodeRecordFast.
+func decodeRecordJSON(line []byte, r *ImportRecord) error {
+	dec := json.NewDecoder(bytes.NewReader(line))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(r); err != nil {
+		return Errorf(EINVALID, "not a JSON import record: %s", jsonProblem(err))
+	}
+	if dec.More() {
+		return Errorf(EINVALID, "more than one JSON value on the line")
+	}
+	return nil
 }
 
 // Validate checks k at time now and fills its defaults (environment live,

@@ -1,6 +1,7 @@
 package keystore
 
 import (
+	"math/bits"
 	"slices"
 	"strings"
 	"unicode"
@@ -27,6 +28,13 @@ func ValidScope(s string) bool { return slices.Contains(AllScopes, s) }
 // also hold several scopes separated by commas or white space. An unknown
 // scope is an EINVALID error naming the nearest valid scope or pattern.
 func ExpandScopes(args []string) ([]string, error) {
+	if out, ok := expandNames(args); ok {
+		return out, nil
+	}
+	return expandPatterns(args)
+}
+
+func expandPatterns(args []string) ([]string, error) {
 	want := map[string]bool{}
 	for _, arg := range args {
 		for _, s := range strings.FieldsFunc(arg, isScopeSeparator) {
@@ -46,6 +54,30 @@ func ExpandScopes(args []string) ([]string, error) {
 		}
 	}
 	return out, nil
+}
+
+// expandNames is ExpandScopes for the usual case, where each argument is
+// one scope by its name (as in every record of an import): the same
+// result, without a map. It reports false for anything else.
+func expandNames(args []string) ([]string, bool) {
+	if len(args) == 0 || len(AllScopes) > 32 {
+		return nil, false
+	}
+	var want uint32 // bit i: AllScopes[i]
+	for _, arg := range args {
+		i := slices.Index(AllScopes, arg)
+		if i < 0 {
+			return nil, false
+		}
+		want |= 1 << i
+	}
+	out := make([]string, 0, bits.OnesCount32(want))
+	for i, s := range AllScopes {
+		if want&(1<<i) != 0 {
+			out = append(out, s)
+		}
+	}
+	return out, true
 }
 
 // isScopeSeparator splits lists such as "bots:read, channels:read" and

@@ -299,3 +299,52 @@ func testImportLarge(t *testing.T, s *subject, clock *Clock) {
 	}
 	wantCounts(t, "Import again", mustImport(t, s, keys), 0, len(keys)-2, 2)
 }
+
+// testImportSession imports several batches through one session, when the
+// store offers them (keystore.BatchImporter): each batch is a transaction
+// of its own, and a key imported by one is skipped by the next. A key
+// that failed to verify before the import verifies after it, even through
+// a cache.
+func testImportSession(t *testing.T, s *subject, clock *Clock) {
+	bi, ok := s.Store.(keystore.BatchImporter)
+	if !ok {
+		t.Skip("the store imports one batch at a time")
+	}
+	a, b, c := newSecret(t, keystore.EnvLive), newSecret(t, keystore.EnvLive), newSecret(t, keystore.EnvTest)
+	wantVerify(t, s, c, nil, keystore.CodeNotFound)
+	im, err := bi.BeginImport(ctx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer im.Close()
+	batches := [][]keystore.ImportKey{
+		mustParse(t, clock.Now(), importLine("a", a, false, ""), importLine("b", b, true, "")),
+		mustParse(t, clock.Now(), importLine("a again", a, false, ""), importLine("c", c, false, "")),
+	}
+	refused := batches[1][0]
+	refused.Params.Scopes = []string{"nope"}
+	batches[1] = append(batches[1], refused)
+	for i, want := range [][3]int{{2, 0, 0}, {1, 1, 1}} {
+		res, err := im.Import(ctx(t), batches[i])
+		if err != nil {
+			t.Fatalf("batch %d: %v", i+1, err)
+		}
+		wantCounts(t, fmt.Sprint("batch ", i+1), res, want[0], want[1], want[2])
+		if i == 1 && len(res.Errors) == 1 && res.Errors[0].Line != 3 {
+			t.Errorf("batch 2 error at line %d, want 3", res.Errors[0].Line)
+		}
+	}
+	if err := im.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if n := mustCount(t, s, keystore.ListFilter{}); n != 3 {
+		t.Errorf("Count = %d, want 3", n)
+	}
+	if n := countActions(mustAudit(t, s, ""), keystore.ActionImport); n != 3 {
+		t.Errorf("%d import events, want 3", n)
+	}
+	if v := wantVerify(t, s, a, nil, keystore.CodeValid); v.Key != nil && v.Key.Name != "a" {
+		t.Errorf("key a is named %q, want a", v.Key.Name)
+	}
+	wantVerify(t, s, c, nil, keystore.CodeValid)
+}

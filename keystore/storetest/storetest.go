@@ -73,6 +73,7 @@ func RunHarness(t *testing.T, newHarness func(t *testing.T, clock *Clock) Harnes
 		{"import_audit", testImportAudit},
 		{"import_refused", testImportRefused},
 		{"import_large", testImportLarge},
+		{"import_session", testImportSession},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
