@@ -200,3 +200,60 @@ func TestKilledProcessesLeaveStoreConsistent(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// SIGKILL at any moment of an import leaves whole batches: each batch is
+// one transaction, so the store holds the keys of the batches that
+// committed, each with its one event, and an import run again afterwards
+// stores the rest and skips what is there.
+func TestKilledImportLeavesWholeBatches(t *testing.T) {
+	const n, batch = 25_000, keystore.MaxImportBatch
+	dir := t.TempDir()
+	store := filepath.Join(dir, "keys.db")
+	env := childEnv(filepath.Join(dir, "home"), "KEYCTL_STORE="+store)
+	records := filepath.Join(dir, "keys.jsonl")
+	var b strings.Builder
+	for i := range n {
+		fmt.Fprintf(&b, `{"name": "imported %d", "scopes": ["bots:read"], "key_sha256": "%064x"}`+"\n", i, i+1)
+	}
+	if err := os.WriteFile(records, []byte(b.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	mustRun(t, env, "list") // makes the store
+
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("random seed %d", seed)
+	rng := rand.New(rand.NewPCG(seed, seed))
+	began := time.Now()
+	mustRun(t, env, "--store", filepath.Join(dir, "timing.db"), "import", records)
+	whole := time.Since(began)
+	t.Logf("a whole import takes %v", whole)
+
+	kills := 0
+	for range 6 {
+		d := time.Duration(rng.Int64N(int64(whole)))
+		if _, killed := killedRun(t, env, d, "import", records); killed {
+			kills++
+		}
+		st := stateAt(t, store)
+		checkConsistent(t, st)
+		if got := len(st.keys); got%batch != 0 && got != n {
+			t.Fatalf("after a kill at %v the store holds %d keys: not whole batches of %d", d, got, batch)
+		}
+	}
+	t.Logf("imports killed: %d of 6", kills)
+
+	before := len(stateAt(t, store).keys)
+	out := mustRun(t, env, "import", "-o", "json", records)
+	var sum struct{ Imported, Skipped, Failed int }
+	if err := json.Unmarshal([]byte(out), &sum); err != nil {
+		t.Fatalf("summary %q: %v", out, err)
+	}
+	if sum.Imported != n-before || sum.Skipped != before || sum.Failed != 0 {
+		t.Errorf("the rerun printed %+v with %d keys stored before, want %d imported and %d skipped", sum, before, n-before, before)
+	}
+	st := stateAt(t, store)
+	checkConsistent(t, st)
+	if len(st.keys) != n {
+		t.Errorf("the store holds %d keys after the rerun, want %d", len(st.keys), n)
+	}
+}

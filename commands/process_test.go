@@ -258,7 +258,7 @@ func checkConsistent(t testing.TB, st storeState) {
 		}
 	}
 
-	made := map[string]int{} // create or rotate event that made a key
+	made := map[string]int{} // create, import or rotate event that made a key
 	rotated := map[string]int{}
 	revoked := map[string]int{}
 	eventIDs := map[string]bool{}
@@ -268,7 +268,7 @@ func checkConsistent(t testing.TB, st storeState) {
 		}
 		eventIDs[e.id] = true
 		switch e.action {
-		case keystore.ActionCreate:
+		case keystore.ActionCreate, keystore.ActionImport:
 			made[e.keyID]++
 		case keystore.ActionRotate:
 			made[e.newKeyID]++
