@@ -18,17 +18,33 @@ import (
 	"github.com/chatbotplatform/keyctl/server"
 )
 
-// readHeaderTimeout closes connections that trickle their headers
-// (slowloris). A variable only so that a test can shorten it.
-var readHeaderTimeout = 5 * time.Second
+// Timeouts of keyctl serve's connections: readHeaderTimeout closes those
+// that trickle their headers (slowloris), readTimeout those that trickle a
+// request, writeTimeout those that do not read the reply, idleTimeout
+// idle keep-alive connections. Variables only so that a test can shorten
+// them.
+var (
+	readHeaderTimeout = 5 * time.Second
+	readTimeout       = 30 * time.Second
+	writeTimeout      = 60 * time.Second
+	idleTimeout       = 120 * time.Second
+)
+
+// deadlineTick is how often the deadlines of keyctl serve's connections
+// are checked: how late, at most, a timeout cuts a connection off.
+func deadlineTick() time.Duration {
+	return min(100*time.Millisecond, min(readHeaderTimeout, readTimeout, writeTimeout, idleTimeout)/10)
+}
 
 // HTTP server limits of keyctl serve.
 const (
-	readTimeout     = 30 * time.Second
-	writeTimeout    = 60 * time.Second
-	idleTimeout     = 120 * time.Second
 	maxHeaderBytes  = 64 << 10
 	shutdownTimeout = 10 * time.Second
+
+	// logFlushInterval bounds how long the line of a request waits in
+	// memory before it is written (see server.LogBuffer): one write per
+	// request was a measurable part of serving one.
+	logFlushInterval = 100 * time.Millisecond
 )
 
 // ServeOptions are the inputs of keyctl serve.
@@ -58,9 +74,12 @@ keys and reading the audit log need a key with the admin scope, verifying a
 key needs any valid key. Create the first admin key locally:
 keyctl --store FILE create --name admin --scope admin.
 
-Each request is logged as one JSON line on stderr (never a secret). The
-address is logged as "listening on URL" once the server listens; with port 0
-the system picks a free port. SIGINT or SIGTERM stops the server gracefully.`,
+Each request is logged as one JSON line on stderr (never a secret), written
+in batches at most 0.1s after the request; other lines, and those of
+requests answered with 5xx, are written at once. The address is logged as
+"listening on URL" once the server listens; with port 0 the system picks a
+free port. SIGINT or SIGTERM stops the server gracefully, writing what is
+left of the log.`,
 		Example: `  keyctl --store keys.db create -q --name admin --scope admin
   keyctl --store keys.db serve --addr 127.0.0.1:8080
   keyctl serve --addr :8443 --tls-cert cert.pem --tls-key key.pem --rate-limit 6000/m`,
@@ -143,7 +162,11 @@ func serveRun(ctx context.Context, opts *ServeOptions) error {
 	if err != nil {
 		return err
 	}
-	logger := server.NewLogger(f.IO.ErrOut)
+	// Request lines are written in batches, and at the latest
+	// logFlushInterval after they are logged; other lines at once.
+	logs := server.NewLogBuffer(f.IO.ErrOut, logFlushInterval)
+	defer logs.Close()
+	logger := server.NewLogger(logs)
 	srv := &http.Server{
 		Handler:           server.New(store, server.Options{Logger: logger, RateLimit: opts.Rate}),
 		ReadHeaderTimeout: readHeaderTimeout,
@@ -159,6 +182,11 @@ func serveRun(ctx context.Context, opts *ServeOptions) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", opts.Addr, err)
 	}
+	// The connections' deadlines, which enforce the timeouts above, are
+	// kept by a watch (see watchedConn), under TLS too.
+	watch := watchDeadlines(deadlineTick())
+	defer watch.Stop()
+	ln = watch.listener(ln)
 	scheme := "http"
 	if tlsConfig != nil {
 		scheme = "https"

@@ -132,6 +132,11 @@ func TestServeTLS(t *testing.T) {
 	if !strings.Contains(logs.String(), `"msg":"stopped"`) {
 		t.Errorf("no clean stop in the log:\n%s", logs)
 	}
+	// The request lines, held in memory, were written by the shutdown at
+	// the latest, before the last line.
+	if i := strings.Index(logs.String(), `"msg":"request","method":"GET","path":"/v1/api-keys"`); i < 0 || i > strings.Index(logs.String(), `"msg":"stopped"`) {
+		t.Errorf("the request line is missing, or after the last line:\n%s", logs)
+	}
 	if strings.Contains(logs.String(), admin.Secret[8:24]) {
 		t.Errorf("the log holds the admin secret")
 	}
@@ -207,46 +212,87 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
-// A client that sends its headers a byte at a time must not hold a
-// connection open: keyctl serve closes it after the header timeout.
-func TestServeClosesSlowHeaders(t *testing.T) {
-	saved := readHeaderTimeout
-	readHeaderTimeout = 300 * time.Millisecond
-	defer func() { readHeaderTimeout = saved }()
+// shortTimeouts shortens keyctl serve's timeouts for a test.
+func shortTimeouts(t *testing.T, header, read, write, idle time.Duration) {
+	saved := []time.Duration{readHeaderTimeout, readTimeout, writeTimeout, idleTimeout}
+	readHeaderTimeout, readTimeout, writeTimeout, idleTimeout = header, read, write, idle
+	t.Cleanup(func() {
+		readHeaderTimeout, readTimeout, writeTimeout, idleTimeout = saved[0], saved[1], saved[2], saved[3]
+	})
+}
 
+// startServe runs keyctl serve on a new store until the test ends, and
+// returns its address.
+func startServe(t *testing.T) string {
+	t.Helper()
 	dir := t.TempDir()
 	logs := &lockedBuffer{}
 	f := NewFactory(output.Test(strings.NewReader(""), &bytes.Buffer{}, logs), time.Now)
 	f.Settings.StorePath = filepath.Join(dir, "keys.db")
-	defer f.Close()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- serveRun(ctx, &ServeOptions{f: f, Addr: "127.0.0.1:0"}) }()
-	defer func() { cancel(); <-done }()
-	var addr string
-	for deadline := time.Now().Add(10 * time.Second); addr == ""; time.Sleep(10 * time.Millisecond) {
+	t.Cleanup(func() { cancel(); <-done; f.Close() })
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
 		if m := regexp.MustCompile(`"msg":"listening on http://(127\.0\.0\.1:\d+)"`).FindStringSubmatch(logs.String()); m != nil {
-			addr = m[1]
+			return m[1]
 		} else if time.Now().After(deadline) {
 			t.Fatalf("no listening line:\n%s", logs)
 		}
 	}
+}
 
+// closedWithin sends req on a new connection to addr, reads until the
+// server closes it, and checks that it did so after about want.
+func closedWithin(t *testing.T, addr, req string, want time.Duration) string {
+	t.Helper()
 	conn, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	if _, err := conn.Write([]byte("GET /healthz HTTP/1.1\r\nHost: x\r\n")); err != nil {
+	if _, err := conn.Write([]byte(req)); err != nil {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-	_, err = io.ReadAll(conn)
+	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	got, err := io.ReadAll(conn)
+	elapsed := time.Since(start)
 	if ne, ok := err.(net.Error); ok && ne.Timeout() {
-		t.Fatalf("the server still held the half-sent request after %v", time.Since(start))
+		t.Fatalf("the server still held the connection after %v", elapsed)
 	}
-	if elapsed := time.Since(start); elapsed > 3*time.Second {
-		t.Errorf("connection closed after %v, want about the 300ms header timeout", elapsed)
+	if elapsed < want*3/4 || elapsed > want+3*time.Second {
+		t.Errorf("connection closed after %v, want about %v", elapsed, want)
+	}
+	return string(got)
+}
+
+// A client that sends its headers a byte at a time must not hold a
+// connection open: keyctl serve closes it after the header timeout.
+func TestServeClosesSlowHeaders(t *testing.T) {
+	shortTimeouts(t, 300*time.Millisecond, 30*time.Second, time.Minute, 2*time.Minute)
+	addr := startServe(t)
+	closedWithin(t, addr, "GET /healthz HTTP/1.1\r\nHost: x\r\n", 300*time.Millisecond)
+}
+
+// Nor one that sends its body slowly: it is cut off at the read timeout.
+// The handler has answered (401: no API key) before reading the body; the
+// server then waits for the rest of the body, as long as the read timeout.
+func TestServeClosesSlowBody(t *testing.T) {
+	shortTimeouts(t, 200*time.Millisecond, 600*time.Millisecond, time.Minute, 2*time.Minute)
+	addr := startServe(t)
+	got := closedWithin(t, addr, "POST /v1/api-keys/verify HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"key\":", 600*time.Millisecond)
+	if !strings.HasPrefix(got, "HTTP/1.1 401 ") {
+		t.Errorf("reply %q, want a 401", got)
+	}
+}
+
+// Nor an idle keep-alive connection, after the idle timeout.
+func TestServeClosesIdle(t *testing.T) {
+	shortTimeouts(t, 200*time.Millisecond, 200*time.Millisecond, time.Minute, 700*time.Millisecond)
+	addr := startServe(t)
+	got := closedWithin(t, addr, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", 700*time.Millisecond)
+	if !strings.HasPrefix(got, "HTTP/1.1 200 ") || strings.Contains(got, "Connection: close") {
+		t.Errorf("reply %q, want a 200 on a connection kept alive", got)
 	}
 }

@@ -6,7 +6,9 @@ import (
 	"encoding/json"
 	"log/slog"
 	"math"
+	"math/rand/v2"
 	"net/http"
+	"net/http/httptest"
 	"reflect"
 	"strings"
 	"testing"
@@ -17,8 +19,12 @@ import (
 
 // A body the fast path reads must be read as decodeBody reads it.
 func checkVerifyFast(t *testing.T, body []byte) {
-	var fast verifyRequest
-	if !parseVerifyFast(body, &fast) {
+	var fast, roomy verifyRequest
+	ok := parseVerifyFast(body, &fast, nil)
+	if ok != parseVerifyFast(body, &roomy, make([]string, 1)) || (ok && !reflect.DeepEqual(fast, roomy)) {
+		t.Fatalf("body %q: read %#v without room for scopes, %#v with", body, fast, roomy)
+	}
+	if !ok {
 		return
 	}
 	var slow verifyRequest
@@ -31,7 +37,7 @@ func checkVerifyFast(t *testing.T, body []byte) {
 }
 
 var verifyBodies = []string{
-	`{"key":"sk_live_x","scopes":["bots:read"]}`,
+	`{"key":"sk_live_x","scopes":["bots:read"]}`, `{"key":"k","scopes":["bots:read","bots:write","x"]}`,
 	` { "scopes" : [ "a" , "b" ] , "key" : "k" } `,
 	`{"key":"k"}`, `{"scopes":[]}`, `{}`, `{"key":"é日本"}`,
 	`{"key":"k","key":"l"}`, `{"KEY":"k"}`, `{"key":"a\"b"}`, `{"key":null}`, `{"scopes":null}`,
@@ -44,7 +50,7 @@ func TestParseVerifyFast(t *testing.T) {
 		checkVerifyFast(t, []byte(b))
 	}
 	var req verifyRequest
-	if !parseVerifyFast([]byte(`{"key":"k","scopes":["a"]}`), &req) || req.Key != "k" || len(req.Scopes) != 1 {
+	if !parseVerifyFast([]byte(`{"key":"k","scopes":["a"]}`), &req, nil) || req.Key != "k" || len(req.Scopes) != 1 {
 		t.Errorf("the usual body is not on the fast path: %#v", req)
 	}
 }
@@ -83,6 +89,63 @@ func TestWriteFast(t *testing.T) {
 			t.Errorf("fast reply (%v)\n%s\nwant\n%s", ok, fast.b.Bytes(), want)
 		}
 	}
+}
+
+// checkReply checks that the fast reply for v, if there is one, is what
+// encoding/json writes; mustBeFast that there is one.
+func checkReply(t *testing.T, v *keystore.Verification, mustBeFast bool) {
+	t.Helper()
+	s := New(nil, Options{Replays: newMemoryReplays()})
+	fast := bytesWriter{h: http.Header{}}
+	ok := s.writeFast(&fast, 200, envelope{Data: v})
+	want, err := marshal(envelope{Data: v})
+	if err != nil {
+		if ok {
+			t.Errorf("fast path wrote %q, encoding/json fails: %v", fast.b.String(), err)
+		}
+		return
+	}
+	if (ok || mustBeFast) && !bytes.Equal(fast.b.Bytes(), want) {
+		t.Errorf("fast reply (%v)\n%s\nwant\n%s", ok, fast.b.Bytes(), want)
+	}
+}
+
+// Every field of a key record, in every shape, is written as encoding/json
+// writes it, whatever second was written last.
+func TestWriteFastRecords(t *testing.T) {
+	at := time.Date(2026, 1, 2, 3, 4, 5, 600, time.FixedZone("x", -7*3600))
+	later, earlier := at.Add(time.Second), at.Add(-time.Hour)
+	from, to := "key_aaaaaaaaaaaaaaaa", "key_bbbbbbbbbbbbbbbb"
+	names := []string{"plain", "", "é日本 …", "a\u2028b\u2029", "bad \xff utf-8", "ctl \x00\x1f\b\f\n\r\t", `q"b\s`, "<&>"}
+	for i, name := range names {
+		k := &keystore.Key{ID: "key_0123456789abcdef", Name: name, Environment: "test", Scopes: []string{"bots:read", name},
+			Hint: "sk_test_abcd…wxyz", Status: keystore.StatusActive, CreatedAt: earlier, ExpiresAt: &later, RevokedAt: &at,
+			LastUsedAt: &at, RotatedFrom: &from, RotatedTo: &to, Metadata: map[string]string{name: name, "b": "2", "a": "1"}, Secret: name}
+		if i%2 == 1 {
+			k.Scopes, k.ExpiresAt, k.RevokedAt, k.RotatedFrom, k.Metadata, k.Secret = nil, nil, nil, nil, nil, ""
+		}
+		for _, used := range []time.Time{at, later, earlier, at} {
+			k.LastUsedAt = &used
+			checkReply(t, keystore.Judge(k, at, []string{"bots:read", "admin"}), true)
+			checkReply(t, &keystore.Verification{Code: name, Key: k}, false)
+		}
+	}
+	for _, bad := range []time.Time{time.Date(-1, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)} {
+		checkReply(t, keystore.Judge(&keystore.Key{CreatedAt: at, LastUsedAt: &bad}, at, nil), true)
+		checkReply(t, keystore.Judge(&keystore.Key{CreatedAt: at, ExpiresAt: &bad}, at, nil), true)
+	}
+}
+
+func FuzzWriteFast(f *testing.F) {
+	f.Add("n", "bots:read", "k", "v", int64(1767323045), int64(0), true)
+	f.Add("<é\u2028\xff>", "", "", "\x00", int64(-62135596800), int64(253402300799), false)
+	f.Fuzz(func(t *testing.T, name, scope, mk, mv string, created, used int64, valid bool) {
+		c, u := time.Unix(created, 0), time.Unix(used, 0)
+		k := &keystore.Key{ID: "key_0123456789abcdef", Name: name, Scopes: []string{scope}, CreatedAt: c, LastUsedAt: &u,
+			Metadata: map[string]string{mk: mv}}
+		checkReply(t, &keystore.Verification{Valid: valid, Code: scope, Key: k, MissingScopes: []string{name}}, false)
+		checkReply(t, &keystore.Verification{Valid: valid, Code: keystore.CodeValid, Key: k, MissingScopes: []string{}}, true)
+	})
 }
 
 type bytesWriter struct {
@@ -135,7 +198,7 @@ func TestRequestLineMatchesSlog(t *testing.T) {
 	for _, keyID := range []string{"", "key_0123456789abcdef"} {
 		var got bytes.Buffer
 		h := NewLogger(&got).Handler().(*logHandler)
-		h.request("POST", "/v1/api-keys/verify\n", 200, 0.123, "req_1", keyID)
+		h.request(time.Now(), "POST", "/v1/api-keys/verify\n", 200, 123, "req_1", keyID)
 		var line struct{ Time time.Time }
 		if err := json.Unmarshal(got.Bytes(), &line); err != nil {
 			t.Fatalf("%q: %v", got.String(), err)
@@ -150,6 +213,111 @@ func TestRequestLineMatchesSlog(t *testing.T) {
 		slog.NewJSONHandler(&want, nil).Handle(context.Background(), r)
 		if got.String() != want.String() {
 			t.Errorf("request line\n%s\nwant\n%s", got.String(), want.String())
+		}
+	}
+}
+
+// The request line's time and duration are written as slog writes them.
+func TestRequestLineTimesAndDurations(t *testing.T) {
+	zones := []*time.Location{time.UTC, time.Local, time.FixedZone("", 0), time.FixedZone("", 5*3600+30*60),
+		time.FixedZone("", -(3*3600 + 30*60)), time.FixedZone("", -1), time.FixedZone("", 14*3600)}
+	if ny, err := time.LoadLocation("America/New_York"); err == nil {
+		zones = append(zones, ny)
+	}
+	rnd := rand.New(rand.NewPCG(1, 2))
+	times := []time.Time{time.Now(), time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC), time.Date(2026, 1, 2, 3, 4, 5, 100, time.UTC),
+		time.Date(2026, 12, 31, 23, 59, 59, 999999999, time.UTC), time.Date(0, 1, 1, 0, 0, 0, 0, time.UTC),
+		time.Date(9999, 12, 31, 23, 59, 59, 1, time.UTC), time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(-1, 1, 1, 0, 0, 0, 0, time.UTC)}
+	for range 2000 {
+		times = append(times, time.Unix(rnd.Int64N(1<<36)-1<<35, rnd.Int64N(1e9)))
+	}
+	for _, at := range times {
+		for _, z := range zones {
+			at := at.In(z)
+			if got, want := string(appendRFC3339Nano(nil, at)), at.Format(time.RFC3339Nano); got != want {
+				t.Errorf("%v: %s, want %s", at, got, want)
+			}
+		}
+	}
+	micros := []int64{0, 1, 9, 10, 99, 100, 999, 1000, 1001, 1010, 1100, 123456, 999999999, 1e15 - 1, 1e15, 1 << 62, -1, -1500}
+	for range 5000 {
+		micros = append(micros, rnd.Int64N(1e12), rnd.Int64N(1e6))
+	}
+	for _, us := range micros {
+		if got, want := string(appendMillis(nil, us)), string(appendJSONFloat(nil, float64(us)/1000)); got != want {
+			t.Errorf("%d µs: %s, want %s", us, got, want)
+		}
+	}
+}
+
+// plainPrefix, eight bytes at a time, agrees with the byte-wise tables.
+func FuzzPlainPrefix(f *testing.F) {
+	for _, s := range []string{"", "POST", "/v1/api-keys/verify", "req_0123456789abcdef01234567", "sk_live_JPf2…lyLO",
+		"abcdefg\"", "abcdefgh\\", "abcdefgh\x1f", "abcdefgh\x7f", "abcdefgh\x80", "abcdefg<", "abcdefgh>", "abcdefgh&&",
+		" !#$%&'()*+,-./0123456789", "\x00\x00\x00\x00\x00\x00\x00\x00"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		for _, html := range []bool{false, true} {
+			table := strPlain
+			if html {
+				table = jsonPlain
+			}
+			want := 0
+			for want < len(s) && table[s[want]] {
+				want++
+			}
+			if got := plainPrefix(s, html); got != want {
+				t.Fatalf("plainPrefix(%q, %v) = %d, want %d", s, html, got, want)
+			}
+			if got := plainPrefix([]byte(s), html); got != want {
+				t.Fatalf("plainPrefix([]byte(%q), %v) = %d, want %d", s, html, got, want)
+			}
+		}
+	})
+}
+
+func TestPlainPrefixEveryByte(t *testing.T) {
+	for _, html := range []bool{false, true} {
+		table := strPlain
+		if html {
+			table = jsonPlain
+		}
+		for c := 0; c < 256; c++ {
+			for pos := 0; pos < 16; pos++ {
+				b := []byte("abcdefghijklmnop")
+				b[pos] = byte(c)
+				want := 16
+				if !table[c] {
+					want = pos
+				}
+				if got := plainPrefix(string(b), html); got != want {
+					t.Fatalf("byte %#x at %d (html %v): %d, want %d", c, pos, html, got, want)
+				}
+			}
+		}
+	}
+}
+
+// ServeHTTP routes POST /v1/api-keys/verify without the mux only when the
+// mux would pick the same handler (and not a redirect to it).
+func TestVerifyRoute(t *testing.T) {
+	s := New(nil, Options{Replays: newMemoryReplays()})
+	for _, tt := range []struct{ method, target string }{
+		{"POST", "/v1/api-keys/verify"}, {"POST", "/v1/api-keys/verify/"}, {"POST", "/v1/api-keys//verify"},
+		{"POST", "/v1/api-keys/./verify"}, {"POST", "/v1/api-keys/%76erify"}, {"POST", "/v1/api-keys/verify?x=1"},
+		{"GET", "/v1/api-keys/verify"}, {"PUT", "/v1/api-keys/verify"}, {"POST", "/v1/api-keys/verify2"},
+		{"POST", "/v1/API-keys/verify"}, {"HEAD", "/v1/api-keys/verify"},
+	} {
+		r := httptest.NewRequest(tt.method, tt.target, nil)
+		fast := r.Method == http.MethodPost && r.URL.Path == verifyPath && r.URL.RawPath == ""
+		h, pattern := s.mux.Handler(r)
+		_, endpoint := h.(http.HandlerFunc)
+		if fast && (pattern != verifyPattern || !endpoint) {
+			t.Errorf("%s %s: routed without the mux, which would pick %q (%T)", tt.method, tt.target, pattern, h)
+		}
+		if want := tt.method == "POST" && (tt.target == verifyPath || tt.target == verifyPath+"?x=1"); want != fast {
+			t.Errorf("%s %s: routed without the mux %v, want %v", tt.method, tt.target, fast, want)
 		}
 	}
 }

@@ -58,7 +58,7 @@ func (s *Server) serveIdempotent(w http.ResponseWriter, c *call, fn func(*call) 
 		s.writeError(w, r, keystore.Errorf(keystore.EINVALID, "Idempotency-Key must be 1 to %d printable ASCII characters", maxIdempotencyKey))
 		return
 	}
-	lookup := replayLookup(c.caller.ID, idem)
+	lookup := replayLookup(c.callerID, idem)
 	unlock := s.locks.lock(lookup)
 	defer unlock()
 
@@ -70,7 +70,7 @@ func (s *Server) serveIdempotent(w http.ResponseWriter, c *call, fn func(*call) 
 		return
 	}
 	if record != nil {
-		prev, err := openReplay(c.caller.ID, idem, lookup, record)
+		prev, err := openReplay(c.callerID, idem, lookup, record)
 		if err != nil {
 			s.writeError(w, r, err)
 			return
@@ -100,7 +100,7 @@ func (s *Server) serveIdempotent(w http.ResponseWriter, c *call, fn func(*call) 
 	// since its retry is exactly what the record is for.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 10*time.Second)
 	defer cancel()
-	sealed, err := sealReplay(c.caller.ID, idem, lookup, replay{reqHash, res.status, body})
+	sealed, err := sealReplay(c.callerID, idem, lookup, replay{reqHash, res.status, body})
 	if err == nil {
 		err = s.replays.SaveReplay(ctx, lookup, sealed, now)
 	}
@@ -110,7 +110,7 @@ func (s *Server) serveIdempotent(w http.ResponseWriter, c *call, fn func(*call) 
 	if err != nil {
 		// The key exists: losing its secret would be worse than a retry
 		// that makes another. The log says what went wrong.
-		st := state(r)
+		st := stateOf(w)
 		st.err = errors.Join(st.err, err)
 		s.log.Error("cannot keep the reply to an idempotent request", "request_id", st.id, "error", err.Error())
 	}

@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/chatbotplatform/keyctl/keystore"
@@ -36,16 +37,29 @@ const (
 
 // call is an authenticated request as an endpoint sees it.
 type call struct {
-	r      *http.Request
-	ctx    context.Context // names the caller as the audit actor
-	caller *keystore.Key
-	body   []byte
+	r        *http.Request
+	ctx      context.Context // names the caller as the audit actor on admin endpoints
+	callerID string          // the ID of the bearer key
+	body     []byte
+	room     *callRoom
 }
 
-// result is what an endpoint answers: a status and a value to encode.
+// callRoom is memory for a call's body and the verify endpoint's work,
+// recycled: endpoints keep nothing of it past the request.
+type callRoom struct {
+	body   [256]byte
+	scopes [4]string
+	ver    keystore.Verification
+	key    keystore.Key
+	used   time.Time
+}
+
+var callRooms = sync.Pool{New: func() any { return new(callRoom) }}
+
+// result is what an endpoint answers: a status and the envelope to encode.
 type result struct {
 	status int
-	value  any
+	value  envelope
 }
 
 func ok(status int, data any) (result, error) { return result{status, envelope{Data: data}}, nil }
@@ -59,12 +73,27 @@ func (s *Server) endpoint(fl flags, fn func(*call) (result, error)) http.Handler
 			s.writeError(w, r, keystore.Errorf(keystore.ERATELIMITED, "rate limit of %s requests per second for this API key exceeded; retry after the number of seconds in Retry-After", formatRate(s.limiter.rate)))
 			return
 		}
-		c, err := s.authenticate(r, token, hasToken, fl&needAdmin != 0)
+		var c *call
+		if rw, ok := w.(*replyWriter); ok {
+			c = &rw.call // in the request's one allocation
+		} else {
+			c = new(call)
+		}
+		c.r = r
+		c.room = callRooms.Get().(*callRoom)
+		defer func() {
+			if len(c.body) > 0 && &c.body[0] == &c.room.body[0] {
+				clear(c.body) // a secret, maybe
+			}
+			callRooms.Put(c.room)
+			c.room, c.body = nil, nil
+		}()
+		err := s.authenticate(w, c, token, hasToken, fl&needAdmin != 0)
 		if err != nil {
 			s.writeError(w, r, err)
 			return
 		}
-		if c.body, err = readBody(r); err != nil {
+		if c.body, err = readBody(r, c.room.body[:]); err != nil {
 			s.writeError(w, r, err)
 			return
 		}
@@ -85,7 +114,11 @@ func formatRate(r float64) string { return strconv.FormatFloat(r, 'f', -1, 64) }
 
 // bearer returns the token of an "Authorization: Bearer" header.
 func bearer(r *http.Request) (string, bool) {
-	scheme, token, found := strings.Cut(r.Header.Get("Authorization"), " ")
+	var auth string
+	if v := r.Header["Authorization"]; len(v) > 0 { // as Header.Get, without canonicalizing the name
+		auth = v[0]
+	}
+	scheme, token, found := strings.Cut(auth, " ")
 	token = strings.TrimSpace(token)
 	if !found || !strings.EqualFold(scheme, "Bearer") || token == "" {
 		return "", false
@@ -93,23 +126,54 @@ func bearer(r *http.Request) (string, bool) {
 	return token, true
 }
 
-// authenticate verifies the bearer through the store, on every request.
-func (s *Server) authenticate(r *http.Request, token string, hasToken, admin bool) (*call, error) {
+// authenticate verifies the bearer through the store, on every request,
+// and fills in c's caller and context.
+func (s *Server) authenticate(w http.ResponseWriter, c *call, token string, hasToken, admin bool) error {
 	if !hasToken {
-		return nil, keystore.Errorf(keystore.EUNAUTHORIZED, invalidKey)
+		return keystore.Errorf(keystore.EUNAUTHORIZED, invalidKey)
 	}
-	v, err := s.store.Verify(r.Context(), token, nil)
+	r := c.r
+	id, scopes, err := s.verifyBearer(r.Context(), token)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	if !v.Valid || v.Key == nil {
-		return nil, keystore.Errorf(keystore.EUNAUTHORIZED, invalidKey)
+	if id == "" {
+		return keystore.Errorf(keystore.EUNAUTHORIZED, invalidKey)
 	}
-	state(r).keyID = v.Key.ID
-	if admin && !keystore.Grants(v.Key.Scopes, keystore.ScopeAdmin) {
-		return nil, keystore.Errorf(keystore.EFORBIDDEN, "API key %s lacks the admin scope, which managing keys and reading the audit log need", v.Key.ID)
+	stateOf(w).keyID = id
+	if admin && !keystore.Grants(scopes, keystore.ScopeAdmin) {
+		return keystore.Errorf(keystore.EFORBIDDEN, "API key %s lacks the admin scope, which managing keys and reading the audit log need", id)
 	}
-	return &call{r: r, ctx: keystore.WithActor(r.Context(), v.Key.ID), caller: v.Key}, nil
+	c.callerID = id
+	c.ctx = r.Context()
+	if admin {
+		// Only admin endpoints change keys, and each change is audited
+		// under its actor; verifying a key changes none (its use is not
+		// an audit event).
+		c.ctx = keystore.WithActor(c.ctx, id)
+	}
+	return nil
+}
+
+// bearerVerifier is a store that verifies a bearer key without returning
+// its record, which spares copying it: keystore/sqlite's Store.
+type bearerVerifier interface {
+	// VerifyBearer is Verify(ctx, secret, nil), but returns only the
+	// key's ID and scopes (read only), and "" when it is not valid.
+	VerifyBearer(ctx context.Context, secret string) (id string, scopes []string, err error)
+}
+
+// verifyBearer verifies the bearer key secret through the store: its ID
+// and scopes, or "" when it is not valid.
+func (s *Server) verifyBearer(ctx context.Context, secret string) (string, []string, error) {
+	if s.bearers != nil {
+		return s.bearers.VerifyBearer(ctx, secret)
+	}
+	v, err := s.store.Verify(ctx, secret, nil)
+	if err != nil || !v.Valid || v.Key == nil {
+		return "", nil, err
+	}
+	return v.Key.ID, v.Key.Scopes, nil
 }
 
 // decodeBody decodes a JSON object strictly: unknown fields and trailing
@@ -336,7 +400,7 @@ type verifyRequest struct {
 // verify answers 200 whether or not the key is valid: the result says.
 func (s *Server) verify(c *call) (result, error) {
 	var req verifyRequest
-	if !parseVerifyFast(c.body, &req) {
+	if !parseVerifyFast(c.body, &req, c.room.scopes[:]) {
 		req = verifyRequest{}
 		if err := decodeBody(c.body, &req, false); err != nil {
 			return result{}, err
@@ -346,11 +410,26 @@ func (s *Server) verify(c *call) (result, error) {
 	if err != nil {
 		return result{}, err
 	}
+	if s.into != nil {
+		room := c.room
+		if err := s.into.VerifyInto(c.ctx, req.Key, scopes, &room.ver, &room.key, &room.used); err != nil {
+			return result{}, err
+		}
+		return ok(http.StatusOK, &room.ver)
+	}
 	v, err := s.store.Verify(c.ctx, req.Key, scopes)
 	if err != nil {
 		return result{}, err
 	}
 	return ok(http.StatusOK, v)
+}
+
+// verifierInto is a store that verifies into the caller's memory:
+// keystore/sqlite's Store.
+type verifierInto interface {
+	// VerifyInto is Verify, writing its result into v, the key record it
+	// points to into k and the key's last use into used.
+	VerifyInto(ctx context.Context, secret string, scopes []string, v *keystore.Verification, k *keystore.Key, used *time.Time) error
 }
 
 // auditMeta is the meta of the audit log.

@@ -7,6 +7,7 @@ import (
 	"math"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 )
@@ -16,14 +17,29 @@ import (
 // writes. Records of plain attributes (strings, numbers, booleans), such as
 // the line logged for every request, are formatted directly, which costs a
 // fraction of the generic handler's time; any other record goes to
-// slog.JSONHandler.
+// slog.JSONHandler. Each line is written to w in one call, unless w is a
+// LogBuffer, which holds the lines of requests answered below 500 and
+// writes them in batches.
 func NewLogger(w io.Writer) *slog.Logger {
-	lw := &lockedWriter{w: w}
-	return slog.New(&logHandler{w: lw, slow: slog.NewJSONHandler(lw, nil)})
+	var sink logSink
+	if b, ok := w.(*LogBuffer); ok {
+		sink = b
+	} else {
+		sink = &lockedWriter{w: w}
+	}
+	return slog.New(&logHandler{w: sink, slow: slog.NewJSONHandler(sink, nil)})
 }
 
-// lockedWriter writes each log line in one call, one at a time, for both
-// handlers.
+// logSink takes whole log lines from both handlers.
+type logSink interface {
+	// Write writes a line at once, in one call.
+	io.Writer
+	// request writes the line of a request answered below 500, now or
+	// soon.
+	request(l requestLine)
+}
+
+// lockedWriter writes each log line in one call, one at a time.
 type lockedWriter struct {
 	mu sync.Mutex
 	w  io.Writer
@@ -35,8 +51,143 @@ func (l *lockedWriter) Write(b []byte) (int, error) {
 	return l.w.Write(b)
 }
 
+func (l *lockedWriter) request(line requestLine) {
+	buf := logBuffers.Get().(*[]byte)
+	b := line.appendTo((*buf)[:0])
+	l.Write(b)
+	*buf = b
+	logBuffers.Put(buf)
+}
+
+// LogBufferSize is how many bytes of request lines a LogBuffer holds
+// before it writes them.
+const LogBufferSize = 64 << 10
+
+// LogBuffer is the destination of a request log (see NewLogger) that
+// writes the lines of requests answered below 500 in batches instead of
+// one write(2) per request: when LogBufferSize bytes are held, when the
+// oldest line held is the given interval old, and at Flush and Close.
+// Every other line (start-up, shutdown, warnings, requests answered with
+// 5xx) is written at once, after the lines held, so the log keeps its
+// order and an error is never late. If the process dies without Close,
+// the request lines of the last interval are lost. It is safe for
+// concurrent use.
+type LogBuffer struct {
+	w     io.Writer
+	every time.Duration
+	// afterFunc is time.AfterFunc; a test replaces it to fire the timer.
+	afterFunc func(time.Duration, func()) logTimer
+
+	mu     sync.Mutex
+	buf    []byte
+	timer  logTimer // nil until first needed
+	armed  bool     // the timer will write the lines held
+	closed bool     // lines are written at once
+}
+
+// logTimer is the part of *time.Timer that LogBuffer uses.
+type logTimer interface {
+	Reset(time.Duration) bool
+	Stop() bool
+}
+
+// NewLogBuffer returns a LogBuffer that writes to w, holding a request
+// line for at most every.
+func NewLogBuffer(w io.Writer, every time.Duration) *LogBuffer {
+	return &LogBuffer{
+		w:         w,
+		every:     every,
+		afterFunc: func(d time.Duration, f func()) logTimer { return time.AfterFunc(d, f) },
+		buf:       make([]byte, 0, LogBufferSize),
+	}
+}
+
+// Write writes the lines held and then p, at once.
+func (b *LogBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.flushLocked() // if that fails, p may still make it
+	return b.w.Write(p)
+}
+
+// lineRoom is the room a LogBuffer keeps for the next request line: more
+// than a usual one takes. A longer line is written at once.
+const lineRoom = 4 << 10
+
+// request writes the line of a request into the buffer, or at once when the
+// buffer is closed or the line does not fit.
+func (b *LogBuffer) request(line requestLine) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		b.flushLocked()
+		b.w.Write(line.appendTo(nil))
+		return
+	}
+	if cap(b.buf)-len(b.buf) < lineRoom {
+		b.flushLocked()
+	}
+	held := len(b.buf)
+	buf := line.appendTo(b.buf)
+	if cap(buf) != cap(b.buf) {
+		// Longer than lineRoom: written after what is held, in a buffer
+		// of its own, which the LogBuffer does not keep.
+		b.flushLocked()
+		b.w.Write(buf[held:])
+		return
+	}
+	b.buf = buf
+	if !b.armed {
+		b.armed = true
+		if b.timer == nil {
+			b.timer = b.afterFunc(b.every, b.tick)
+		} else {
+			b.timer.Reset(b.every)
+		}
+	}
+}
+
+// tick writes the lines held when the timer fires.
+func (b *LogBuffer) tick() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.armed = false
+	b.flushLocked()
+}
+
+// Flush writes the lines held.
+func (b *LogBuffer) Flush() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.flushLocked()
+}
+
+// Close writes the lines held and stops the timer; lines logged after it
+// are written at once. It does not close the underlying writer.
+func (b *LogBuffer) Close() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.closed = true
+	if b.timer != nil {
+		b.timer.Stop()
+	}
+	b.armed = false
+	return b.flushLocked()
+}
+
+// flushLocked writes the lines held, which are dropped if the write fails
+// (as a line written at once would be). Call with mu held.
+func (b *LogBuffer) flushLocked() error {
+	if len(b.buf) == 0 {
+		return nil
+	}
+	_, err := b.w.Write(b.buf)
+	b.buf = b.buf[:0]
+	return err
+}
+
 type logHandler struct {
-	w    *lockedWriter
+	w    logSink
 	slow slog.Handler
 }
 
@@ -106,31 +257,40 @@ func (h *logHandler) Handle(ctx context.Context, r slog.Record) error {
 	return err
 }
 
-// request writes the line that logRequest would log through slog for a
-// request answered below 500, without making a slog.Record: the same
-// bytes, a fraction of the work.
-func (h *logHandler) request(method, path string, status int, ms float64, id, keyID string) {
-	buf := logBuffers.Get().(*[]byte)
-	defer logBuffers.Put(buf)
-	b := append((*buf)[:0], `{"time":"`...)
-	b = time.Now().AppendFormat(b, time.RFC3339Nano)
+// requestLine is what the line of a request answered below 500 says.
+type requestLine struct {
+	at                      time.Time
+	method, path, id, keyID string
+	status                  int
+	micros                  int64 // the duration, logged in milliseconds
+}
+
+// appendTo appends the line that logRequest would log through slog: the
+// same bytes, a fraction of the work.
+func (l *requestLine) appendTo(b []byte) []byte {
+	b = append(b, `{"time":"`...)
+	b = appendRFC3339Nano(b, l.at)
 	b = append(b, `","level":"INFO","msg":"request","method":`...)
-	b = appendLogString(b, method)
+	b = appendLogString(b, l.method)
 	b = append(b, `,"path":`...)
-	b = appendLogString(b, path)
+	b = appendLogString(b, l.path)
 	b = append(b, `,"status":`...)
-	b = strconv.AppendInt(b, int64(status), 10)
+	b = strconv.AppendInt(b, int64(l.status), 10)
 	b = append(b, `,"duration_ms":`...)
-	b = appendJSONFloat(b, ms)
+	b = appendMillis(b, l.micros)
 	b = append(b, `,"request_id":`...)
-	b = appendLogString(b, id)
-	if keyID != "" {
+	b = appendLogString(b, l.id)
+	if l.keyID != "" {
 		b = append(b, `,"key_id":`...)
-		b = appendLogString(b, keyID)
+		b = appendLogString(b, l.keyID)
 	}
-	b = append(b, "}\n"...)
-	*buf = b
-	h.w.Write(b)
+	return append(b, "}\n"...)
+}
+
+// request logs the line of a request answered below 500 without making a
+// slog.Record.
+func (h *logHandler) request(at time.Time, method, path string, status int, micros int64, id, keyID string) {
+	h.w.request(requestLine{at: at, method: method, path: path, id: id, keyID: keyID, status: status, micros: micros})
 }
 
 func appendLogKey(b []byte, k string) []byte {
@@ -156,18 +316,125 @@ func appendJSONFloat(b []byte, f float64) []byte {
 	return b
 }
 
+// appendRFC3339Nano writes t as t.AppendFormat(b, time.RFC3339Nano) does,
+// in a fraction of its time: the date, clock and zone of the second are
+// written once per second, and only the fraction for each line.
+func appendRFC3339Nano(b []byte, t time.Time) []byte {
+	_, offset := t.Zone()
+	sec := t.Unix()
+	m := logSecond.Load()
+	if m == nil || m.unix != sec || m.offset != offset {
+		var ok bool
+		if m, ok = newLogSecondText(t, sec, offset); !ok {
+			return t.AppendFormat(b, time.RFC3339Nano)
+		}
+		logSecond.Store(m)
+	}
+	b = append(b, m.clock[:]...)
+	if ns := t.Nanosecond(); ns != 0 {
+		var frac [10]byte
+		frac[0] = '.'
+		for i := 9; i > 0; i-- {
+			frac[i] = byte('0' + ns%10)
+			ns /= 10
+		}
+		n := len(frac)
+		for frac[n-1] == '0' {
+			n--
+		}
+		b = append(b, frac[:n]...)
+	}
+	return append(b, m.zone[:m.zoneLen]...)
+}
+
+// logSecondText is a second as appendRFC3339Nano writes it, but for the
+// fraction: "2006-01-02T15:04:05" and "Z07:00".
+type logSecondText struct {
+	unix    int64
+	offset  int
+	clock   [len("2006-01-02T15:04:05")]byte
+	zone    [len("-07:00")]byte
+	zoneLen int
+}
+
+// logSecond is the second of the last request line.
+var logSecond atomic.Pointer[logSecondText]
+
+func newLogSecondText(t time.Time, sec int64, offset int) (*logSecondText, bool) {
+	u := time.Unix(sec+int64(offset), 0).UTC() // t's clock, read as UTC
+	year, month, day := u.Date()
+	if year < 0 || year > 9999 || offset%60 != 0 {
+		return nil, false
+	}
+	hour, min, s := u.Clock()
+	m := &logSecondText{unix: sec, offset: offset}
+	two := func(b []byte, n int) { b[0], b[1] = byte('0'+n/10), byte('0'+n%10) }
+	c := m.clock[:]
+	two(c[0:], year/100)
+	two(c[2:], year%100)
+	c[4] = '-'
+	two(c[5:], int(month))
+	c[7] = '-'
+	two(c[8:], day)
+	c[10] = 'T'
+	two(c[11:], hour)
+	c[13] = ':'
+	two(c[14:], min)
+	c[16] = ':'
+	two(c[17:], s)
+	if offset == 0 {
+		m.zone[0], m.zoneLen = 'Z', 1
+		return m, true
+	}
+	m.zone[0] = '+'
+	if offset < 0 {
+		m.zone[0], offset = '-', -offset
+	}
+	two(m.zone[1:], offset/3600)
+	m.zone[3] = ':'
+	two(m.zone[4:], offset/60%60)
+	m.zoneLen = 6
+	return m, true
+}
+
+// appendMillis writes micros microseconds in milliseconds, as encoding/json
+// (and so slog) writes float64(micros)/1000: the float nearest a decimal
+// of at most 15 significant digits is written as that decimal.
+func appendMillis(b []byte, micros int64) []byte {
+	if micros < 0 || micros >= 1e15 {
+		return appendJSONFloat(b, float64(micros)/1000)
+	}
+	b = strconv.AppendInt(b, micros/1000, 10)
+	if frac := micros % 1000; frac != 0 {
+		b = append(b, '.', byte('0'+frac/100))
+		if frac%100 != 0 {
+			b = append(b, byte('0'+frac/10%10))
+			if frac%10 != 0 {
+				b = append(b, byte('0'+frac%10))
+			}
+		}
+	}
+	return b
+}
+
 // appendLogString writes s as slog's JSON handler does: as encoding/json,
 // but without escaping <, > and &, and with \b and \f as \u0008 and \u000c.
 func appendLogString(dst []byte, s string) []byte {
 	const hex = "0123456789abcdef"
 	dst = append(dst, '"')
+	if plainPrefix(s, false) == len(s) {
+		dst = append(dst, s...)
+		return append(dst, '"')
+	}
 	start := 0
 	for i := 0; i < len(s); {
+		for i < len(s) && strPlain[s[i]] {
+			i++
+		}
+		if i == len(s) {
+			break
+		}
 		if c := s[i]; c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' {
-				i++
-				continue
-			}
 			dst = append(dst, s[start:i]...)
 			switch c {
 			case '\\', '"':

@@ -37,11 +37,16 @@ type fixture struct {
 	logs   *syncBuffer
 	admin  *keystore.Key
 	reader *keystore.Key
+	cached bool // the store has the verification cache, as keyctl serve's
 }
 
 func newFixture(t *testing.T, opts server.Options) *fixture {
+	return newFixtureCached(t, opts, false)
+}
+
+func newFixtureCached(t *testing.T, opts server.Options, cached bool) *fixture {
 	t.Helper()
-	f := &fixture{t: t, path: filepath.Join(t.TempDir(), "keys.db"), clock: &storetest.Clock{}, logs: &syncBuffer{}}
+	f := &fixture{t: t, path: filepath.Join(t.TempDir(), "keys.db"), clock: &storetest.Clock{}, logs: &syncBuffer{}, cached: cached}
 	f.open(opts)
 	f.admin = f.create(keystore.CreateParams{Name: "admin", Scopes: []string{"admin"}})
 	f.reader = f.create(keystore.CreateParams{Name: "reader", Scopes: []string{"bots:read"}})
@@ -51,7 +56,7 @@ func newFixture(t *testing.T, opts server.Options) *fixture {
 // open starts a server over the store at f.path.
 func (f *fixture) open(opts server.Options) {
 	f.t.Helper()
-	s, err := sqlite.Open(f.path, sqlite.Options{Now: f.clock.Now})
+	s, err := sqlite.Open(f.path, sqlite.Options{Now: f.clock.Now, CacheVerify: f.cached})
 	if err != nil {
 		f.t.Fatal(err)
 	}
@@ -714,6 +719,35 @@ func TestRateLimit(t *testing.T) {
 	}
 }
 
+// Over a cached store (keyctl serve's), verifications are answered from
+// memory, and a key revoked through the API fails the next request, as the
+// key in the body and as the bearer.
+func TestCachedVerifyAndRevoke(t *testing.T) {
+	f := newFixtureCached(t, server.Options{}, true)
+	k := f.create(keystore.CreateParams{Name: "client", Scopes: []string{"bots:read"}, Metadata: map[string]string{"team": "a"}})
+	body := `{"key":"` + k.Secret + `","scopes":["bots:read"]}`
+	for i := range 3 {
+		var v keystore.Verification
+		data(t, "verify", f.do("POST", "/v1/api-keys/verify", f.reader.Secret, body), 200, &v)
+		if !v.Valid || v.Code != keystore.CodeValid || v.Key == nil || v.Key.ID != k.ID || v.Key.Status != keystore.StatusActive ||
+			v.Key.LastUsedAt == nil || v.Key.Metadata["team"] != "a" || len(v.MissingScopes) != 0 {
+			t.Fatalf("verify %d: %+v %+v", i, v, v.Key)
+		}
+	}
+	var v keystore.Verification
+	data(t, "missing scope", f.do("POST", "/v1/api-keys/verify", f.reader.Secret, `{"key":"`+k.Secret+`","scopes":["bots:write"]}`), 200, &v)
+	if v.Valid || v.Code != keystore.CodeInsufficientScope || len(v.MissingScopes) != 1 {
+		t.Fatalf("verify with a scope it lacks: %+v", v)
+	}
+	data(t, "revoke", f.do("DELETE", "/v1/api-keys/"+k.ID, f.admin.Secret, ""), 200, nil)
+	data(t, "after revoke", f.do("POST", "/v1/api-keys/verify", f.reader.Secret, body), 200, &v)
+	if v.Valid || v.Code != keystore.CodeRevoked || v.Key == nil || v.Key.Status != keystore.StatusRevoked {
+		t.Fatalf("a key revoked through the API, at once: %+v %+v", v, v.Key)
+	}
+	data(t, "revoke the caller", f.do("DELETE", "/v1/api-keys/"+f.reader.ID, f.admin.Secret, ""), 200, nil)
+	wantError(t, "a revoked bearer", f.do("POST", "/v1/api-keys/verify", f.reader.Secret, body), 401, keystore.EUNAUTHORIZED)
+}
+
 // Revocation is immediate: a key revoked by another process writing the
 // same file is refused on the next request.
 func TestRevokedByAnotherProcess(t *testing.T) {
@@ -744,9 +778,31 @@ func TestRevokedByAnotherProcess(t *testing.T) {
 	data(t, "other keys still work", f.do("GET", "/v1/api-keys", f.admin.Secret, ""), 200, nil)
 }
 
-// One log line per request, with what an operator needs and never a secret.
+// One log line per request, with what an operator needs and never a secret:
+// through slog's own JSON handler, and through keyctl serve's logger, which
+// holds request lines in a LogBuffer until it is flushed.
 func TestLogs(t *testing.T) {
-	f := newFixture(t, server.Options{})
+	t.Run("slog", func(t *testing.T) {
+		f := newFixture(t, server.Options{})
+		testLogs(t, f, f.logs.String)
+	})
+	t.Run("buffered", func(t *testing.T) {
+		var out syncBuffer
+		lb := server.NewLogBuffer(&out, time.Hour)
+		f := newFixture(t, server.Options{Logger: server.NewLogger(lb)})
+		testLogs(t, f, func() string {
+			if held := out.String(); held != "" {
+				t.Errorf("request lines written before the buffer was flushed:\n%s", held)
+			}
+			if err := lb.Close(); err != nil {
+				t.Fatal(err)
+			}
+			return out.String()
+		})
+	})
+}
+
+func testLogs(t *testing.T, f *fixture, logged func() string) {
 	var k keystore.Key
 	data(t, "create", f.do("POST", "/v1/api-keys", f.admin.Secret, `{"name": "logged", "scopes": ["bots:read"]}`, "Idempotency-Key", "log-1"), 201, &k)
 	data(t, "replay", f.do("POST", "/v1/api-keys", f.admin.Secret, `{"name": "logged", "scopes": ["bots:read"]}`, "Idempotency-Key", "log-1"), 201, nil)
@@ -756,7 +812,7 @@ func TestLogs(t *testing.T) {
 	data(t, "healthz", f.do("GET", "/healthz", "", ""), 200, nil)
 	const requests = 6
 
-	logs := f.logs.String()
+	logs := logged()
 	for _, secret := range []string{f.admin.Secret, f.reader.Secret, k.Secret} {
 		random := secret[len("sk_live_"):]
 		if strings.Contains(logs, random[:16]) || strings.Contains(logs, random[16:]) {
