@@ -159,9 +159,9 @@ func importRun(ctx context.Context, opts *ImportOptions) error {
 	im.bar = f.IO.NewProgress("importing", int(size))
 	if spooled != nil {
 		im.bar = f.IO.NewProgress("importing", checked)
-		err = pipeRecords(spooled.each, im.add)
+		err = pipeRecords(ctx, spooled.each, im.add)
 	} else {
-		err = pipeRecords(func(emit func(importRecord) error) error {
+		err = pipeRecords(ctx, func(emit func(importRecord) error) error {
 			return readLines(counted, func(n int, line []byte, tooLong bool) error {
 				k, perr := parseImportLine(line, tooLong, f)
 				if k == nil && perr == nil {
@@ -371,9 +371,10 @@ var errStopped = errors.New("import stopped")
 // it emits to consume, in order, in the calling goroutine: reading and
 // checking the next records (JSON, SHA-256 of each secret; about a tenth of
 // an import's work) overlaps with the store writing the last batch. When
-// consume fails, produce is stopped at its next record but not waited for:
-// it may be blocked reading standard input.
-func pipeRecords(produce func(emit func(importRecord) error) error, consume func(importRecord) error) error {
+// consume fails or ctx ends, produce is stopped at its next record but not
+// waited for: it may be blocked reading standard input, a terminal or a
+// pipe that nothing writes to.
+func pipeRecords(ctx context.Context, produce func(emit func(importRecord) error) error, consume func(importRecord) error) error {
 	chunks := make(chan []importRecord, 8)
 	stop := make(chan struct{})
 	defer close(stop)
@@ -411,14 +412,21 @@ func pipeRecords(produce func(emit func(importRecord) error) error, consume func
 		}
 		perr = err
 	}()
-	for chunk := range chunks {
-		for _, r := range chunk {
-			if err := consume(r); err != nil {
-				return err
+	for {
+		select {
+		case chunk, ok := <-chunks:
+			if !ok {
+				return perr
 			}
+			for _, r := range chunk {
+				if err := consume(r); err != nil {
+					return err
+				}
+			}
+		case <-ctx.Done():
+			return ctx.Err()
 		}
 	}
-	return perr
 }
 
 // readLines calls fn with each line of r, numbered from 1, without its line

@@ -209,7 +209,7 @@ func TestPipeRecords(t *testing.T) {
 		var got []int
 		var emitted int
 		done := make(chan struct{})
-		err := pipeRecords(produce(1000, readErr, &emitted, done), func(r importRecord) error {
+		err := pipeRecords(context.Background(), produce(1000, readErr, &emitted, done), func(r importRecord) error {
 			got = append(got, r.line)
 			return nil
 		})
@@ -229,7 +229,7 @@ func TestPipeRecords(t *testing.T) {
 		storeErr := errors.New("store error")
 		var emitted, consumed int
 		done := make(chan struct{})
-		err := pipeRecords(produce(1_000_000, nil, &emitted, done), func(r importRecord) error {
+		err := pipeRecords(context.Background(), produce(1_000_000, nil, &emitted, done), func(r importRecord) error {
 			consumed++
 			if r.line == 300 {
 				return storeErr
@@ -247,6 +247,19 @@ func TestPipeRecords(t *testing.T) {
 		// It may be ahead by the chunks in flight, no more.
 		if emitted >= 300+10*importChunk {
 			t.Errorf("the producer emitted %d records after the consumer stopped at 300", emitted)
+		}
+	})
+	t.Run("an interrupt ends the wait for a blocked producer", func(t *testing.T) {
+		ctx, cancel := context.WithCancel(context.Background())
+		blocked := make(chan struct{})
+		defer close(blocked)
+		time.AfterFunc(50*time.Millisecond, cancel)
+		err := pipeRecords(ctx, func(func(importRecord) error) error {
+			<-blocked // as a read of a terminal that nobody types into
+			return nil
+		}, func(importRecord) error { return nil })
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("err = %v, want %v", err, context.Canceled)
 		}
 	})
 }

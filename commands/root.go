@@ -20,17 +20,33 @@ import (
 )
 
 // Main runs keyctl with the process's arguments and returns its exit status.
+//
+// SIGINT and SIGTERM cancel the command's context: it stops, says
+// "interrupted" and exits 130; a second one ends the process at once.
+// Except verify, which leaves them to their
+// default action, ending the process at once (shells report 130 too). It
+// does one lookup and at most a one-row write, atomic in SQLite, so it has
+// nothing to finish, and catching the signals costs about a tenth of its
+// run: a thread for the signals, and with a context that can be cancelled
+// a goroutine per SQL statement (BENCHMARKS.md, goal 3).
 func Main() int {
 	return run(output.System(), time.Now, os.Args[1:])
 }
 
 func run(io *output.IOStreams, now func() time.Time, args []string) int {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-
 	f := NewFactory(io, now)
 	defer f.Close()
 	root := newCmdRoot(f, args)
+	ctx := context.Background()
+	if commandName(root.PersistentFlags(), args) != "verify" {
+		var stop context.CancelFunc
+		ctx, stop = signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		// A second signal ends the process at once: a command may be
+		// stuck on a read that cannot be cancelled (a terminal, a pipe
+		// that nothing writes to).
+		context.AfterFunc(ctx, stop)
+	}
 	if len(args) > 0 && (args[0] == cobra.ShellCompRequestCmd || args[0] == cobra.ShellCompNoDescRequestCmd) {
 		registerCompletions(root, f) // only a shell asking for completions needs them
 	}
