@@ -3,7 +3,6 @@ module github.com/chatbotplatform/keyctl
 go 1.26.0
 
 require (
-	github.com/adrg/xdg v0.5.3
 	github.com/google/go-github/v75 v75.0.0
 	github.com/itchyny/gojq v0.12.20
 	github.com/olekukonko/tablewriter v0.0.5

@@ -6,12 +6,11 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
-	"github.com/adrg/xdg"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"github.com/spf13/viper"
@@ -37,40 +36,34 @@ type Settings struct {
 const defaultAPIKeyEnv = "CHATBOT_API_KEY"
 
 func defaultConfigPath() string {
-	reloadXDG()
-	return filepath.Join(xdg.ConfigHome, "keyctl", "config.yaml")
+	return filepath.Join(baseDir("XDG_CONFIG_HOME", ".config"), "keyctl", "config.yaml")
 }
 
 func defaultStorePath() string {
-	reloadXDG()
-	return filepath.Join(xdg.DataHome, "keyctl", "keys.db")
+	return filepath.Join(baseDir("XDG_DATA_HOME", filepath.Join(".local", "share")), "keyctl", "keys.db")
 }
 
-// xdg reads the environment once, at init; tests change it between runs.
-// reloadXDG makes xdg read it again only when it changed, which a run of
-// keyctl never does: reading it again would cost every command tens of
-// microseconds.
-var xdgEnv = struct {
-	sync.Mutex
-	seen string
-}{seen: xdgEnvNow()}
-
-func xdgEnvNow() string {
-	var b strings.Builder
-	for _, v := range []string{"HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_CONFIG_DIRS", "XDG_DATA_DIRS", "APPDATA", "LOCALAPPDATA"} {
-		b.WriteString(os.Getenv(v))
-		b.WriteByte(0)
+// baseDir is an XDG base directory: the variable env when it holds an
+// absolute path (a leading ~ is the home folder), else the platform's
+// place for it: ~/unixPath on Linux and the BSDs, ~/Library/Application
+// Support on macOS and %LOCALAPPDATA% on Windows, for config and data
+// alike, as the github.com/adrg/xdg library had them. Computing it here
+// spares every command that library's start-up work.
+func baseDir(env, unixPath string) string {
+	if dir := expandHome(os.Getenv(env)); dir != "" && filepath.IsAbs(dir) {
+		return dir
 	}
-	return b.String()
-}
-
-func reloadXDG() {
-	xdgEnv.Lock()
-	defer xdgEnv.Unlock()
-	if now := xdgEnvNow(); now != xdgEnv.seen {
-		xdg.Reload()
-		xdgEnv.seen = now
+	home, _ := os.UserHomeDir()
+	switch runtime.GOOS {
+	case "darwin", "ios":
+		return filepath.Join(home, "Library", "Application Support")
+	case "windows":
+		if dir := os.Getenv("LOCALAPPDATA"); dir != "" {
+			return dir
+		}
+		return filepath.Join(home, "AppData", "Local")
 	}
+	return filepath.Join(home, unixPath)
 }
 
 // envName is the environment variable for a flag: KEYCTL_ and the flag name

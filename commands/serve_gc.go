@@ -3,8 +3,8 @@ package commands
 import (
 	"context"
 	"os"
+	"runtime"
 	"runtime/debug"
-	"runtime/metrics"
 	"time"
 )
 
@@ -20,23 +20,24 @@ const heapFloor = 32 << 20
 // keepHeapFloor sets GOGC, once a second, so that the next collection
 // starts at heapFloor or at twice the live heap, whichever is more. It does
 // nothing when the user set GOGC.
+//
+// It reads the heap with runtime.ReadMemStats, which pauses the program
+// for some microseconds once a second, rather than with runtime/metrics,
+// whose package initialisation every keyctl command would pay.
 func keepHeapFloor(ctx context.Context) {
 	if _, set := os.LookupEnv("GOGC"); set {
 		return
 	}
-	sample := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+	var ms runtime.MemStats
 	current := 100
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for {
-		metrics.Read(sample)
-		want := 100
-		if sample[0].Value.Kind() == metrics.KindUint64 {
-			if live := sample[0].Value.Uint64(); live > 0 && live < heapFloor/2 {
-				want = min(int(heapFloor*100/live)-100, 1000)
-			}
-		}
-		if want < current*4/5 || want > current*5/4 {
+		runtime.ReadMemStats(&ms)
+		// The last collection aimed the next one at the heap it found
+		// live grown by current percent.
+		live := ms.NextGC * 100 / uint64(100+current)
+		if want := gcPercentFor(live); want < current*4/5 || want > current*5/4 {
 			debug.SetGCPercent(want)
 			current = want
 		}
@@ -46,4 +47,13 @@ func keepHeapFloor(ctx context.Context) {
 		case <-tick.C:
 		}
 	}
+}
+
+// gcPercentFor is the GOGC that aims the next collection at heapFloor for
+// a live heap smaller than half of it, at most 1000, and 100 otherwise.
+func gcPercentFor(live uint64) int {
+	if live == 0 || live >= heapFloor/2 {
+		return 100
+	}
+	return min(int(heapFloor*100/live)-100, 1000)
 }

@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"modernc.org/sqlite"
@@ -41,8 +42,13 @@ const readWriteParams = "_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)&_p
 var migrationFiles embed.FS
 
 // migrations are the schema changes in order. A store at schema version N
-// (PRAGMA user_version) has had the first N applied.
-var migrations = loadMigrations()
+// (PRAGMA user_version) has had the first N applied. They are read when
+// first needed, not at start-up: most commands open an up-to-date store.
+var migrations = sync.OnceValue(loadMigrations)
+
+// schemaVersion is the number of migrations, the schema version of a store
+// that is up to date; a test holds it equal to len(migrations()).
+const schemaVersion = 3
 
 func loadMigrations() []string {
 	names, err := fs.Glob(migrationFiles, "migrations/*.sql")
@@ -258,7 +264,7 @@ func plainStore(h []byte) bool {
 		h[18] == 2 && h[19] == 2 && // WAL
 		h[21] == 64 && h[22] == 32 && h[23] == 32 &&
 		binary.BigEndian.Uint32(h[68:]) == applicationID &&
-		version > 0 && version <= uint32(len(migrations))
+		version > 0 && version <= schemaVersion
 }
 
 // fileInfo is what checkExisting reads from a database.
@@ -270,7 +276,7 @@ func (f fileInfo) refuse() string {
 	switch {
 	case f.appID != applicationID && (f.appID != 0 || f.version != 0 || f.objects > 0):
 		return "foreign"
-	case f.version > len(migrations):
+	case f.version > schemaVersion:
 		return "newer"
 	}
 	return ""
@@ -306,7 +312,7 @@ func notSQLite(path string) error {
 func newerError(path string, version int) error {
 	return keystore.Errorf(keystore.EUNAVAILABLE,
 		"%s was written by a newer keyctl (schema %d, this build knows %d); upgrade keyctl",
-		path, version, len(migrations))
+		path, version, schemaVersion)
 }
 
 // fileURI is the SQLite URI of abs with query. Escaping the path keeps a
@@ -346,7 +352,7 @@ func (s *Store) init(ctx context.Context) error {
 	if err := s.db.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil {
 		return s.fail(ctx, "open", err)
 	}
-	for version != len(migrations) {
+	for version != schemaVersion {
 		var err error
 		if version, err = s.migrate(ctx); err != nil {
 			return err
@@ -369,14 +375,14 @@ func (s *Store) migrate(ctx context.Context) (version int, err error) {
 	if err := tx.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil {
 		return 0, s.fail(ctx, op, err)
 	}
-	if version > len(migrations) {
+	if version > schemaVersion {
 		return 0, newerError(s.path, version)
 	}
-	if version == len(migrations) {
+	if version == schemaVersion {
 		return version, nil
 	}
 	stmts := []string{
-		migrations[version],
+		migrations()[version],
 		fmt.Sprintf("PRAGMA user_version = %d", version+1),
 		fmt.Sprintf("PRAGMA application_id = %d", applicationID),
 	}
