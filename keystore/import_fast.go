@@ -2,7 +2,8 @@ package keystore
 
 import (
 	"time"
-	"unicode/utf8"
+
+	"github.com/chatbotplatform/keyctl/internal/plainjson"
 )
 
 // decodeRecordFast decodes the usual import record without encoding/json,
@@ -15,55 +16,55 @@ import (
 // encoding/json would have decoded (a test and a fuzz target hold them
 // equal).
 func decodeRecordFast(line []byte, r *ImportRecord) bool {
-	d := fastDecoder{b: line}
-	d.space()
-	if !d.take('{') {
+	d := plainjson.NewScanner(line)
+	d.Space()
+	if !d.Take('{') {
 		return false
 	}
-	d.space()
-	if d.take('}') {
-		return d.end()
+	d.Space()
+	if d.Take('}') {
+		return d.End()
 	}
 	var seen uint16
 	for {
-		name, ok := d.str()
+		name, ok := d.Str()
 		if !ok {
 			return false
 		}
-		d.space()
-		if !d.take(':') {
+		d.Space()
+		if !d.Take(':') {
 			return false
 		}
-		d.space()
+		d.Space()
 		var bit uint16
 		switch name {
 		case "name":
 			bit = 1 << 0
-			r.Name, ok = d.str()
+			r.Name, ok = d.Str()
 		case "scopes":
 			bit = 1 << 1
-			r.Scopes, ok = d.strings()
+			r.Scopes, ok = readStrings(&d)
 		case "environment":
 			bit = 1 << 2
-			r.Environment, ok = d.str()
+			r.Environment, ok = d.Str()
 		case "created_at":
 			bit = 1 << 3
-			r.CreatedAt, ok = d.time()
+			r.CreatedAt, ok = readTime(&d)
 		case "expires_at":
 			bit = 1 << 4
-			r.ExpiresAt, ok = d.time()
+			r.ExpiresAt, ok = readTime(&d)
 		case "metadata":
 			bit = 1 << 5
-			r.Metadata, ok = d.strMap()
+			r.Metadata, ok = readStrMap(&d)
 		case "key":
 			bit = 1 << 6
-			r.Key, ok = d.str()
+			r.Key, ok = d.Str()
 		case "key_sha256":
 			bit = 1 << 7
-			r.KeySHA256, ok = d.str()
+			r.KeySHA256, ok = d.Str()
 		case "hint":
 			bit = 1 << 8
-			r.Hint, ok = d.str()
+			r.Hint, ok = d.Str()
 		default:
 			return false
 		}
@@ -71,129 +72,66 @@ func decodeRecordFast(line []byte, r *ImportRecord) bool {
 			return false
 		}
 		seen |= bit
-		d.space()
-		if d.take(',') {
-			d.space()
+		d.Space()
+		if d.Take(',') {
+			d.Space()
 			continue
 		}
-		if d.take('}') {
-			return d.end()
+		if d.Take('}') {
+			return d.End()
 		}
 		return false
 	}
 }
 
-type fastDecoder struct {
-	b []byte
-	i int
-}
-
-// space skips JSON white space.
-func (d *fastDecoder) space() {
-	for d.i < len(d.b) {
-		switch d.b[d.i] {
-		case ' ', '\t', '\n', '\r':
-			d.i++
-		default:
-			return
-		}
-	}
-}
-
-func (d *fastDecoder) take(c byte) bool {
-	if d.i < len(d.b) && d.b[d.i] == c {
-		d.i++
-		return true
-	}
-	return false
-}
-
-// end reports whether only white space is left.
-func (d *fastDecoder) end() bool {
-	d.space()
-	return d.i == len(d.b)
-}
-
-// raw reads a string that encoding/json would keep byte for byte: no
-// escape, no control character, valid UTF-8. It returns it with its
-// quotes.
-func (d *fastDecoder) raw() ([]byte, bool) {
-	if d.i >= len(d.b) || d.b[d.i] != '"' {
-		return nil, false
-	}
-	ascii := true
-	for j := d.i + 1; j < len(d.b); j++ {
-		switch c := d.b[j]; {
-		case c == '"':
-			s := d.b[d.i : j+1]
-			if !ascii && !utf8.Valid(s) {
-				return nil, false
-			}
-			d.i = j + 1
-			return s, true
-		case c == '\\' || c < ' ':
-			return nil, false
-		case c >= utf8.RuneSelf:
-			ascii = false
-		}
-	}
-	return nil, false
-}
-
-func (d *fastDecoder) str() (string, bool) {
-	s, ok := d.raw()
-	if !ok {
-		return "", false
-	}
-	return string(s[1 : len(s)-1]), true
-}
-
-func (d *fastDecoder) strings() ([]string, bool) {
-	if !d.take('[') {
+// readStrings reads an array of strings.
+func readStrings(d *plainjson.Scanner) ([]string, bool) {
+	if !d.Take('[') {
 		return nil, false
 	}
 	out := make([]string, 0, 4)
-	d.space()
-	if d.take(']') {
+	d.Space()
+	if d.Take(']') {
 		return out, true
 	}
 	for {
-		s, ok := d.str()
+		s, ok := d.Str()
 		if !ok {
 			return nil, false
 		}
 		out = append(out, s)
-		d.space()
-		if d.take(']') {
+		d.Space()
+		if d.Take(']') {
 			return out, true
 		}
-		if !d.take(',') {
+		if !d.Take(',') {
 			return nil, false
 		}
-		d.space()
+		d.Space()
 	}
 }
 
-func (d *fastDecoder) strMap() (map[string]string, bool) {
-	if !d.take('{') {
+// readStrMap reads an object of strings, each name at most once.
+func readStrMap(d *plainjson.Scanner) (map[string]string, bool) {
+	if !d.Take('{') {
 		return nil, false
 	}
 	out := map[string]string{}
-	d.space()
-	if d.take('}') {
+	d.Space()
+	if d.Take('}') {
 		return out, true
 	}
 	for {
-		k, ok := d.str()
+		k, ok := d.Str()
 		if !ok {
 			return nil, false
 		}
-		d.space()
-		if !d.take(':') {
+		d.Space()
+		if !d.Take(':') {
 			return nil, false
 		}
-		d.space()
-		v, ok := d.str()
+		d.Space()
+		v, ok := d.Str()
 		if !ok {
 			return nil, false
 		}
@@ -201,21 +139,21 @@ func (d *fastDecoder) strMap() (map[string]string, bool) {
 			return nil, false
 		}
 		out[k] = v
-		d.space()
-		if d.take('}') {
+		d.Space()
+		if d.Take('}') {
 			return out, true
 		}
-		if !d.take(',') {
+		if !d.Take(',') {
 			return nil, false
 		}
-		d.space()
+		d.Space()
 	}
 }
 
-// time reads a time as encoding/json does: through time.Time's
+// readTime reads a time as encoding/json does: through time.Time's
 // UnmarshalJSON, given the string with its quotes.
-func (d *fastDecoder) time() (*time.Time, bool) {
-	s, ok := d.raw()
+func readTime(d *plainjson.Scanner) (*time.Time, bool) {
+	s, ok := d.Quoted()
 	if !ok {
 		return nil, false
 	}

@@ -3,7 +3,8 @@ package keystore
 import (
 	"slices"
 	"time"
-	"unicode/utf8"
+
+	"github.com/chatbotplatform/keyctl/internal/plainjson"
 )
 
 // Key records are written by hand rather than through encoding/json's
@@ -94,7 +95,7 @@ func (w *jsonWriter) colon() {
 
 func (w *jsonWriter) str(name, v string) {
 	w.name(name, false)
-	w.b = appendJSONString(w.b, v)
+	w.b = plainjson.AppendString(w.b, v)
 }
 
 func (w *jsonWriter) optStr(name string, v *string) {
@@ -103,7 +104,7 @@ func (w *jsonWriter) optStr(name string, v *string) {
 		w.b = append(w.b, "null"...)
 		return
 	}
-	w.b = appendJSONString(w.b, *v)
+	w.b = plainjson.AppendString(w.b, *v)
 }
 
 func (w *jsonWriter) time(name string, t *time.Time) {
@@ -140,7 +141,7 @@ func appendTime(b []byte, t time.Time) []byte {
 func (w *jsonWriter) key(k *Key) {
 	w.open('{')
 	w.name("id", true)
-	w.b = appendJSONString(w.b, k.ID)
+	w.b = plainjson.AppendString(w.b, k.ID)
 	w.str("name", k.Name)
 	w.str("environment", k.Environment)
 	w.name("scopes", false)
@@ -153,7 +154,7 @@ func (w *jsonWriter) key(k *Key) {
 				w.b = append(w.b, ',')
 				w.newline()
 			}
-			w.b = appendJSONString(w.b, s)
+			w.b = plainjson.AppendString(w.b, s)
 		}
 		w.close(']')
 	}
@@ -177,9 +178,9 @@ func (w *jsonWriter) key(k *Key) {
 		w.open('{')
 		for i, n := range names {
 			w.member(i == 0)
-			w.b = appendJSONString(w.b, n)
+			w.b = plainjson.AppendString(w.b, n)
 			w.colon()
-			w.b = appendJSONString(w.b, k.Metadata[n])
+			w.b = plainjson.AppendString(w.b, k.Metadata[n])
 		}
 		w.close('}')
 	}
@@ -188,74 +189,6 @@ func (w *jsonWriter) key(k *Key) {
 	}
 	w.close('}')
 }
-
-const hexDigits = "0123456789abcdef"
-
-// jsonSafe marks the ASCII bytes written as they are: not a control
-// character, quote, backslash, or one of <, > and & (escaped as by
-// json.Marshal).
-var jsonSafe = func() (t [utf8.RuneSelf]bool) {
-	for c := 0x20; c < utf8.RuneSelf; c++ {
-		t[c] = c != '"' && c != '\\' && c != '<' && c != '>' && c != '&'
-	}
-	return t
-}()
-
-// appendJSONString appends s as a JSON string, exactly as encoding/json
-// does with HTML escaping on.
-func appendJSONString(dst []byte, s string) []byte {
-	dst = append(dst, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		if c := s[i]; c < utf8.RuneSelf {
-			if jsonSafe[c] {
-				i++
-				continue
-			}
-			dst = append(dst, s[start:i]...)
-			switch c {
-			case '\\', '"':
-				dst = append(dst, '\\', c)
-			case '\b':
-				dst = append(dst, '\\', 'b')
-			case '\f':
-				dst = append(dst, '\\', 'f')
-			case '\n':
-				dst = append(dst, '\\', 'n')
-			case '\r':
-				dst = append(dst, '\\', 'r')
-			case '\t':
-				dst = append(dst, '\\', 't')
-			default:
-				dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xF])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, `\ufffd`...)
-			i += size
-			start = i
-			continue
-		}
-		if r == '\u2028' || r == '\u2029' {
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, '\\', 'u', '2', '0', '2', hexDigits[r&0xF])
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	dst = append(dst, s[start:]...)
-	return append(dst, '"')
-}
-
-// AppendJSONString appends s as a JSON string, as json.Marshal writes it.
-func AppendJSONString(dst []byte, s string) []byte { return appendJSONString(dst, s) }
 
 // AppendJSON appends v as compact JSON, as encoding/json writes it.
 func (v *Verification) AppendJSON(dst []byte) []byte {
@@ -266,7 +199,7 @@ func (v *Verification) AppendJSON(dst []byte) []byte {
 		dst = append(dst, "false"...)
 	}
 	dst = append(dst, `,"code":`...)
-	dst = appendJSONString(dst, v.Code)
+	dst = plainjson.AppendString(dst, v.Code)
 	dst = append(dst, `,"key":`...)
 	if v.Key == nil {
 		dst = append(dst, "null"...)
@@ -282,7 +215,7 @@ func (v *Verification) AppendJSON(dst []byte) []byte {
 			if i > 0 {
 				dst = append(dst, ',')
 			}
-			dst = appendJSONString(dst, s)
+			dst = plainjson.AppendString(dst, s)
 		}
 		dst = append(dst, ']')
 	}

@@ -6,8 +6,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unicode/utf8"
 
+	"github.com/chatbotplatform/keyctl/internal/plainjson"
 	"github.com/chatbotplatform/keyctl/keystore"
 )
 
@@ -22,47 +22,47 @@ import (
 // exactly as encoding/json would: escapes, other member names or letter
 // cases, repeated members, nulls.
 func parseVerifyFast(body []byte, req *verifyRequest, room []string) bool {
-	p := fastParser{b: body}
-	p.space()
-	if !p.byte('{') {
+	p := plainjson.NewScanner(body)
+	p.Space()
+	if !p.Take('{') {
 		return false
 	}
 	var haveKey, haveScopes bool
-	p.space()
-	if p.byte('}') {
-		return p.end()
+	p.Space()
+	if p.Take('}') {
+		return p.End()
 	}
 	for {
-		p.space()
-		name, ok := p.str()
+		p.Space()
+		name, ok := p.Str()
 		if !ok {
 			return false
 		}
-		p.space()
-		if !p.byte(':') {
+		p.Space()
+		if !p.Take(':') {
 			return false
 		}
-		p.space()
+		p.Space()
 		switch {
 		case name == "key" && !haveKey:
 			haveKey = true
-			if req.Key, ok = p.str(); !ok {
+			if req.Key, ok = p.Str(); !ok {
 				return false
 			}
 		case name == "scopes" && !haveScopes:
 			haveScopes = true
-			if !p.byte('[') {
+			if !p.Take('[') {
 				return false
 			}
 			req.Scopes = room[:0:len(room)]
 			if req.Scopes == nil {
 				req.Scopes = []string{}
 			}
-			p.space()
-			if !p.byte(']') {
+			p.Space()
+			if !p.Take(']') {
 				for {
-					p.space()
-					b, ok := p.raw()
+					p.Space()
+					b, ok := p.Raw()
 					if !ok {
 						return false
 					}
@@ -71,11 +71,11 @@ func parseVerifyFast(body []byte, req *verifyRequest, room []string) bool {
 						s = string(b)
 					}
 					req.Scopes = append(req.Scopes, s)
-					p.space()
-					if p.byte(']') {
+					p.Space()
+					if p.Take(']') {
 						break
 					}
-					if !p.byte(',') {
+					if !p.Take(',') {
 						return false
 					}
 				}
@@ -83,11 +83,11 @@ func parseVerifyFast(body []byte, req *verifyRequest, room []string) bool {
 		default:
 			return false
 		}
-		p.space()
-		if p.byte('}') {
-			return p.end()
+		p.Space()
+		if p.Take('}') {
+			return p.End()
 		}
-		if !p.byte(',') {
+		if !p.Take(',') {
 			return false
 		}
 	}
@@ -101,117 +101,6 @@ func knownScope(b []byte) (string, bool) {
 		}
 	}
 	return "", false
-}
-
-type fastParser struct {
-	b []byte
-	i int
-}
-
-func (p *fastParser) space() {
-	for p.i < len(p.b) {
-		switch p.b[p.i] {
-		case ' ', '\t', '\n', '\r':
-			p.i++
-		default:
-			return
-		}
-	}
-}
-
-func (p *fastParser) byte(c byte) bool {
-	if p.i < len(p.b) && p.b[p.i] == c {
-		p.i++
-		return true
-	}
-	return false
-}
-
-// end reports whether only white space is left.
-func (p *fastParser) end() bool {
-	p.space()
-	return p.i == len(p.b)
-}
-
-// str reads a string without escapes, of valid UTF-8.
-func (p *fastParser) str() (string, bool) {
-	b, ok := p.raw()
-	return string(b), ok
-}
-
-// strPlain marks the bytes that a JSON string holds as they are and that
-// need no check for UTF-8: printable ASCII but " and \. jsonPlain also
-// leaves out <, > and &, which encoding/json escapes.
-var strPlain, jsonPlain = func() (str, json [256]bool) {
-	for c := 0x20; c < utf8.RuneSelf; c++ {
-		str[c] = c != '"' && c != '\\'
-		json[c] = str[c] && c != '<' && c != '>' && c != '&'
-	}
-	return str, json
-}()
-
-// plainPrefix returns the length of the longest prefix of s that strPlain
-// (with html, jsonPlain) marks. It looks at eight bytes at a time: strings
-// of keys, IDs and paths are mostly plain, and this is on the hot path.
-func plainPrefix[T string | []byte](s T, html bool) int {
-	const (
-		ones = 0x0101010101010101
-		high = 0x8080808080808080
-	)
-	// zero sets the high bit of a byte that is zero (and maybe of bytes
-	// above it): enough to tell whether any is.
-	zero := func(x uint64) uint64 { return (x - ones) &^ x }
-	i := 0
-	for ; i+8 <= len(s); i += 8 {
-		x := uint64(s[i]) | uint64(s[i+1])<<8 | uint64(s[i+2])<<16 | uint64(s[i+3])<<24 |
-			uint64(s[i+4])<<32 | uint64(s[i+5])<<40 | uint64(s[i+6])<<48 | uint64(s[i+7])<<56
-		// Below 0x20 (the first term, if no byte below borrows) or at or
-		// above 0x80 (the second), a quote or a backslash.
-		bad := (x - ones*0x20) | x | zero(x^(ones*'"')) | zero(x^(ones*'\\'))
-		if html {
-			bad |= zero(x^(ones*'<')) | zero(x^(ones*'>')) | zero(x^(ones*'&'))
-		}
-		if bad&high != 0 {
-			break
-		}
-	}
-	table := &strPlain
-	if html {
-		table = &jsonPlain
-	}
-	for i < len(s) && table[s[i]] {
-		i++
-	}
-	return i
-}
-
-// raw is str without the copy.
-func (p *fastParser) raw() ([]byte, bool) {
-	b, i := p.b, p.i
-	if i >= len(b) || b[i] != '"' {
-		return nil, false
-	}
-	i++
-	start := i
-	i += plainPrefix(b[i:], false)
-	if i < len(b) && b[i] == '"' {
-		p.i = i + 1
-		return b[start:i], true // ASCII: valid UTF-8
-	}
-	for ; i < len(b); i++ {
-		switch c := b[i]; {
-		case c == '"':
-			s := b[start:i]
-			p.i = i + 1
-			if !utf8.Valid(s) {
-				return nil, false // encoding/json would replace the bad bytes
-			}
-			return s, true
-		case c == '\\' || c < 0x20:
-			return nil, false
-		}
-	}
-	return nil, false
 }
 
 // jsonBuffers recycles the buffers of replies written without encoding/json.
@@ -246,11 +135,11 @@ func appendVerification(b []byte, v *keystore.Verification) ([]byte, bool) {
 	// The code and missing scopes are written by encoding/json itself,
 	// which marshal tells not to escape HTML, unlike the key record's
 	// MarshalJSON: they are always plain, and left to it if not.
-	if !plainJSON(v.Code) {
+	if !plain(v.Code) {
 		return b, false
 	}
 	for _, sc := range v.MissingScopes {
-		if !plainJSON(sc) {
+		if !plain(sc) {
 			return b, false
 		}
 	}
@@ -259,27 +148,27 @@ func appendVerification(b []byte, v *keystore.Verification) ([]byte, bool) {
 	} else {
 		b = append(b, `{"valid":false,"code":`...)
 	}
-	b = appendJSONString(b, v.Code)
+	b = plainjson.AppendString(b, v.Code)
 	if k := v.Key; k == nil {
 		b = append(b, `,"key":null`...)
 	} else {
 		b = append(b, `,"key":{"id":`...)
-		b = appendJSONString(b, k.ID)
+		b = plainjson.AppendString(b, k.ID)
 		b = append(b, `,"name":`...)
-		b = appendJSONString(b, k.Name)
+		b = plainjson.AppendString(b, k.Name)
 		b = append(b, `,"environment":`...)
-		b = appendJSONString(b, k.Environment)
+		b = plainjson.AppendString(b, k.Environment)
 		b = append(b, `,"scopes":[`...)
 		for i, sc := range k.Scopes {
 			if i > 0 {
 				b = append(b, ',')
 			}
-			b = appendJSONString(b, sc)
+			b = plainjson.AppendString(b, sc)
 		}
 		b = append(b, `],"hint":`...)
-		b = appendJSONString(b, k.Hint)
+		b = plainjson.AppendString(b, k.Hint)
 		b = append(b, `,"status":`...)
-		b = appendJSONString(b, k.Status)
+		b = plainjson.AppendString(b, k.Status)
 		var ok bool
 		b = append(b, `,"created_at":`...)
 		if b, ok = appendJSONTime(b, &k.CreatedAt); !ok {
@@ -316,15 +205,15 @@ func appendVerification(b []byte, v *keystore.Verification) ([]byte, bool) {
 				} else {
 					b = append(b, ',')
 				}
-				b = appendJSONString(b, n)
+				b = plainjson.AppendString(b, n)
 				b = append(b, ':')
-				b = appendJSONString(b, k.Metadata[n])
+				b = plainjson.AppendString(b, k.Metadata[n])
 			}
 			b = append(b, '}')
 		}
 		if k.Secret != "" {
 			b = append(b, `,"key":`...)
-			b = appendJSONString(b, k.Secret)
+			b = plainjson.AppendString(b, k.Secret)
 		}
 		b = append(b, '}')
 	}
@@ -337,42 +226,20 @@ func appendVerification(b []byte, v *keystore.Verification) ([]byte, bool) {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = appendJSONString(b, sc)
+		b = plainjson.AppendString(b, sc)
 	}
 	return append(b, "]}"...), true
 }
 
-// plainJSON reports whether s is written as it is in a JSON string.
-func plainJSON(s string) bool { return plainPrefix(s, true) == len(s) }
-
-// appendJSONString appends s as encoding/json does: at once when it needs
-// no escaping, as the strings of a key record mostly do (a hint's "…"
-// included), and through keystore.AppendJSONString otherwise.
-func appendJSONString(b []byte, s string) []byte {
-	for i := plainPrefix(s, true); i < len(s); {
-		if c := s[i]; c < utf8.RuneSelf {
-			if !jsonPlain[c] {
-				return keystore.AppendJSONString(b, s)
-			}
-			i++
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError || r == '\u2028' || r == '\u2029' {
-			return keystore.AppendJSONString(b, s)
-		}
-		i += size
-	}
-	b = append(b, '"')
-	b = append(b, s...)
-	return append(b, '"')
-}
+// plain reports whether s needs no escaping in a JSON string, HTML
+// characters included.
+func plain(s string) bool { return plainjson.PlainPrefix(s, true) == len(s) }
 
 func appendJSONOptString(b []byte, s *string) []byte {
 	if s == nil {
 		return append(b, "null"...)
 	}
-	return appendJSONString(b, *s)
+	return plainjson.AppendString(b, *s)
 }
 
 // appendJSONTime appends t as a key record's time: RFC 3339 in UTC, to the

@@ -250,55 +250,6 @@ func TestRequestLineTimesAndDurations(t *testing.T) {
 	}
 }
 
-// plainPrefix, eight bytes at a time, agrees with the byte-wise tables.
-func FuzzPlainPrefix(f *testing.F) {
-	for _, s := range []string{"", "POST", "/v1/api-keys/verify", "req_0123456789abcdef01234567", "sk_live_JPf2…lyLO",
-		"abcdefg\"", "abcdefgh\\", "abcdefgh\x1f", "abcdefgh\x7f", "abcdefgh\x80", "abcdefg<", "abcdefgh>", "abcdefgh&&",
-		" !#$%&'()*+,-./0123456789", "\x00\x00\x00\x00\x00\x00\x00\x00"} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, s string) {
-		for _, html := range []bool{false, true} {
-			table := strPlain
-			if html {
-				table = jsonPlain
-			}
-			want := 0
-			for want < len(s) && table[s[want]] {
-				want++
-			}
-			if got := plainPrefix(s, html); got != want {
-				t.Fatalf("plainPrefix(%q, %v) = %d, want %d", s, html, got, want)
-			}
-			if got := plainPrefix([]byte(s), html); got != want {
-				t.Fatalf("plainPrefix([]byte(%q), %v) = %d, want %d", s, html, got, want)
-			}
-		}
-	})
-}
-
-func TestPlainPrefixEveryByte(t *testing.T) {
-	for _, html := range []bool{false, true} {
-		table := strPlain
-		if html {
-			table = jsonPlain
-		}
-		for c := 0; c < 256; c++ {
-			for pos := 0; pos < 16; pos++ {
-				b := []byte("abcdefghijklmnop")
-				b[pos] = byte(c)
-				want := 16
-				if !table[c] {
-					want = pos
-				}
-				if got := plainPrefix(string(b), html); got != want {
-					t.Fatalf("byte %#x at %d (html %v): %d, want %d", c, pos, html, got, want)
-				}
-			}
-		}
-	}
-}
-
 // ServeHTTP routes POST /v1/api-keys/verify without the mux only when the
 // mux would pick the same handler (and not a redirect to it).
 func TestVerifyRoute(t *testing.T) {

@@ -9,7 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unicode/utf8"
+
+	"github.com/chatbotplatform/keyctl/internal/plainjson"
 )
 
 // NewLogger returns the request logger of keyctl serve: JSON lines on w at
@@ -212,9 +213,9 @@ func (h *logHandler) Handle(ctx context.Context, r slog.Record) error {
 		b = append(b, `",`...)
 	}
 	b = append(b, `"level":`...)
-	b = appendLogString(b, r.Level.String())
+	b = plainjson.AppendSlogString(b, r.Level.String())
 	b = append(b, `,"msg":`...)
-	b = appendLogString(b, r.Message)
+	b = plainjson.AppendSlogString(b, r.Message)
 	plain := true
 	r.Attrs(func(a slog.Attr) bool {
 		if a.Equal(slog.Attr{}) {
@@ -224,7 +225,7 @@ func (h *logHandler) Handle(ctx context.Context, r slog.Record) error {
 		switch v.Kind() {
 		case slog.KindString:
 			b = appendLogKey(b, a.Key)
-			b = appendLogString(b, v.String())
+			b = plainjson.AppendSlogString(b, v.String())
 		case slog.KindInt64:
 			b = appendLogKey(b, a.Key)
 			b = strconv.AppendInt(b, v.Int64(), 10)
@@ -271,18 +272,18 @@ func (l *requestLine) appendTo(b []byte) []byte {
 	b = append(b, `{"time":"`...)
 	b = appendRFC3339Nano(b, l.at)
 	b = append(b, `","level":"INFO","msg":"request","method":`...)
-	b = appendLogString(b, l.method)
+	b = plainjson.AppendSlogString(b, l.method)
 	b = append(b, `,"path":`...)
-	b = appendLogString(b, l.path)
+	b = plainjson.AppendSlogString(b, l.path)
 	b = append(b, `,"status":`...)
 	b = strconv.AppendInt(b, int64(l.status), 10)
 	b = append(b, `,"duration_ms":`...)
 	b = appendMillis(b, l.micros)
 	b = append(b, `,"request_id":`...)
-	b = appendLogString(b, l.id)
+	b = plainjson.AppendSlogString(b, l.id)
 	if l.keyID != "" {
 		b = append(b, `,"key_id":`...)
-		b = appendLogString(b, l.keyID)
+		b = plainjson.AppendSlogString(b, l.keyID)
 	}
 	return append(b, "}\n"...)
 }
@@ -295,7 +296,7 @@ func (h *logHandler) request(at time.Time, method, path string, status int, micr
 
 func appendLogKey(b []byte, k string) []byte {
 	b = append(b, ',')
-	b = appendLogString(b, k)
+	b = plainjson.AppendSlogString(b, k)
 	return append(b, ':')
 }
 
@@ -415,60 +416,4 @@ func appendMillis(b []byte, micros int64) []byte {
 		}
 	}
 	return b
-}
-
-// appendLogString writes s as slog's JSON handler does: as encoding/json,
-// but without escaping <, > and &, and with \b and \f as \u0008 and \u000c.
-func appendLogString(dst []byte, s string) []byte {
-	const hex = "0123456789abcdef"
-	dst = append(dst, '"')
-	if plainPrefix(s, false) == len(s) {
-		dst = append(dst, s...)
-		return append(dst, '"')
-	}
-	start := 0
-	for i := 0; i < len(s); {
-		for i < len(s) && strPlain[s[i]] {
-			i++
-		}
-		if i == len(s) {
-			break
-		}
-		if c := s[i]; c < utf8.RuneSelf {
-			dst = append(dst, s[start:i]...)
-			switch c {
-			case '\\', '"':
-				dst = append(dst, '\\', c)
-			case '\n':
-				dst = append(dst, '\\', 'n')
-			case '\r':
-				dst = append(dst, '\\', 'r')
-			case '\t':
-				dst = append(dst, '\\', 't')
-			default:
-				dst = append(dst, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xF])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, `\ufffd`...)
-			i += size
-			start = i
-			continue
-		}
-		if r == '\u2028' || r == '\u2029' {
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, '\\', 'u', '2', '0', '2', hex[r&0xF])
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	dst = append(dst, s[start:]...)
-	return append(dst, '"')
 }

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/chatbotplatform/keyctl/internal/plainjson"
 	"github.com/chatbotplatform/keyctl/keystore"
 )
 
@@ -313,9 +314,9 @@ func appendMetadata(dst []byte, m map[string]string) []byte {
 		if i > 0 {
 			dst = append(dst, ',')
 		}
-		dst = keystore.AppendJSONString(dst, n)
+		dst = plainjson.AppendString(dst, n)
 		dst = append(dst, ':')
-		dst = keystore.AppendJSONString(dst, m[n])
+		dst = plainjson.AppendString(dst, m[n])
 	}
 	return append(dst, '}')
 }
@@ -329,9 +330,9 @@ func appendImportDetails(dst []byte, k *keystore.ImportKey) []byte {
 		source = keystore.ImportSourceKey
 	}
 	dst = append(dst, `{"name":`...)
-	dst = keystore.AppendJSONString(dst, k.Params.Name)
+	dst = plainjson.AppendString(dst, k.Params.Name)
 	dst = append(dst, `,"environment":`...)
-	dst = keystore.AppendJSONString(dst, k.Params.Environment)
+	dst = plainjson.AppendString(dst, k.Params.Environment)
 	dst = append(dst, `,"scopes":`...)
 	if k.Params.Scopes == nil {
 		dst = append(dst, "null"...)
@@ -341,11 +342,11 @@ func appendImportDetails(dst []byte, k *keystore.ImportKey) []byte {
 			if i > 0 {
 				dst = append(dst, ',')
 			}
-			dst = keystore.AppendJSONString(dst, sc)
+			dst = plainjson.AppendString(dst, sc)
 		}
 		dst = append(dst, ']')
 	}
 	dst = append(dst, `,"source":`...)
-	dst = keystore.AppendJSONString(dst, source)
+	dst = plainjson.AppendString(dst, source)
 	return append(dst, '}')
 }
