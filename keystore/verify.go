@@ -6,10 +6,17 @@ import "time"
 // and that belongs to k (nil: no key has that secret), at time now, for the
 // required scopes. Stores share it so that every store answers alike.
 func Judge(k *Key, now time.Time, required []string) *Verification {
-	v := &Verification{Key: k, MissingScopes: []string{}}
+	v := new(Verification)
+	JudgeInto(v, k, now, required)
+	return v
+}
+
+// JudgeInto is Judge writing into v, for a hot path that allocates nothing.
+func JudgeInto(v *Verification, k *Key, now time.Time, required []string) {
+	*v = Verification{Key: k, MissingScopes: []string{}}
 	if k == nil {
 		v.Code = CodeNotFound
-		return v
+		return
 	}
 	switch k.StatusAt(now) {
 	case StatusRevoked:
@@ -24,7 +31,6 @@ func Judge(k *Key, now time.Time, required []string) *Verification {
 			v.Code, v.Valid = CodeValid, true
 		}
 	}
-	return v
 }
 
 // InvalidFormat is the verification result for a secret that fails ParseToken.

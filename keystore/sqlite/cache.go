@@ -545,12 +545,8 @@ func (s *Store) VerifyBearer(ctx context.Context, secret string) (id string, sco
 		return v.Key.ID, v.Key.Scopes, nil
 	}
 	k := e.key
-	if k == nil {
-		return "", nil, nil // not_found
-	}
-	// As keystore.Judge with no scopes required.
-	switch k.StatusAt(now) {
-	case keystore.StatusRevoked, keystore.StatusExpired:
+	var v keystore.Verification
+	if keystore.JudgeInto(&v, k, now, nil); !v.Valid {
 		return "", nil, nil
 	}
 	s.used(e, k.ID, now.Unix())
@@ -584,26 +580,13 @@ func (s *Store) VerifyInto(ctx context.Context, secret string, scopes []string, 
 		return nil
 	}
 	if e.key == nil {
-		*v = keystore.Verification{Code: keystore.CodeNotFound, MissingScopes: []string{}}
+		keystore.JudgeInto(v, nil, now, scopes)
 		return nil
 	}
-	// As verifyCached on a hit, and keystore.Judge.
+	// As verifyCached on a hit.
 	*k = *e.key // Scopes and Metadata are shared, read-only
 	k.Status = k.StatusAt(now)
-	*v = keystore.Verification{Key: k, MissingScopes: []string{}}
-	switch k.Status {
-	case keystore.StatusRevoked:
-		v.Code = keystore.CodeRevoked
-	case keystore.StatusExpired:
-		v.Code = keystore.CodeExpired
-	default:
-		v.MissingScopes = keystore.MissingScopes(k.Scopes, scopes)
-		if len(v.MissingScopes) > 0 {
-			v.Code = keystore.CodeInsufficientScope
-		} else {
-			v.Code, v.Valid = keystore.CodeValid, true
-		}
-	}
+	keystore.JudgeInto(v, k, now, scopes)
 	if v.Valid || v.Code == keystore.CodeInsufficientScope {
 		s.used(e, k.ID, now.Unix())
 		*used = now
