@@ -90,9 +90,7 @@ func TestCreateOptions(t *testing.T) {
 			cmd := NewCmdCreate(testFactory(false), func(o *CreateOptions) error { got = o; return nil })
 			err := parse(t, cmd, tt.line)
 			if tt.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.wantErr) || exitCode(err) != exitUsage {
-					t.Fatalf("err = %v (exit %d), want usage error containing %q", err, exitCode(err), tt.wantErr)
-				}
+				checkUsageError(t, err, tt.wantErr)
 				return
 			}
 			if err != nil {
@@ -146,9 +144,7 @@ func TestRotateOptions(t *testing.T) {
 			var got *RotateOptions
 			err := parse(t, NewCmdRotate(testFactory(false), func(o *RotateOptions) error { got = o; return nil }), tt.line)
 			if tt.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.wantErr) || exitCode(err) != exitUsage {
-					t.Fatalf("err = %v, want usage error containing %q", err, tt.wantErr)
-				}
+				checkUsageError(t, err, tt.wantErr)
 				return
 			}
 			if err != nil {
@@ -238,5 +234,14 @@ func TestCommandName(t *testing.T) {
 		if len(names) != 1 || names[0] != want {
 			t.Errorf("the tree for %q holds %v, want [%s]", line, names, want)
 		}
+	}
+}
+
+// checkUsageError fails t unless err is a usage error (exit 2) whose
+// message contains want.
+func checkUsageError(t *testing.T, err error, want string) {
+	t.Helper()
+	if err == nil || !strings.Contains(err.Error(), want) || exitCode(err) != exitUsage {
+		t.Fatalf("err = %v (exit %d), want usage error containing %q", err, exitCode(err), want)
 	}
 }

@@ -78,9 +78,7 @@ func TestVerifyWebhookOptions(t *testing.T) {
 			cmd := NewCmdVerifyWebhook(testFactory(false), func(o *VerifyWebhookOptions) error { got = o; return nil })
 			err := parse(t, cmd, tt.line)
 			if tt.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.wantErr) || exitCode(err) != exitUsage {
-					t.Fatalf("err = %v (exit %d), want usage error %q", err, exitCode(err), tt.wantErr)
-				}
+				checkUsageError(t, err, tt.wantErr)
 				return
 			}
 			if err != nil {
