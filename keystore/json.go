@@ -2,6 +2,7 @@ package keystore
 
 import (
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/chatbotplatform/keyctl/internal/plainjson"
@@ -23,10 +24,18 @@ func (k *Key) AppendJSON(dst []byte) []byte {
 // AppendJSONIndent appends k as json.MarshalIndent(k, prefix, indent)
 // writes it.
 func (k *Key) AppendJSONIndent(dst []byte, prefix, indent string) []byte {
-	w := jsonWriter{b: dst, pretty: true, prefix: prefix, indent: indent}
+	w := jsonWriter{b: dst, pretty: true, prefix: prefix, indent: indent,
+		spaces: onlySpaces(prefix) && onlySpaces(indent)}
 	w.key(k)
 	return w.b
 }
+
+func onlySpaces(s string) bool { return strings.Trim(s, " ") == "" }
+
+// newlineSpaces is a newline and the indentation made of spaces, the usual
+// kind, that a line of a key record may need: newline appends a slice of
+// it at once (list --all -o json writes 16 lines a key).
+const newlineSpaces = "\n                                                                "
 
 // jsonTimeOK reports whether encoding/json can write t (RFC 3339 needs a
 // four-digit year).
@@ -42,11 +51,16 @@ type jsonWriter struct {
 	b              []byte
 	pretty         bool
 	prefix, indent string
+	spaces         bool // prefix and indent are spaces only
 	depth          int
 }
 
 func (w *jsonWriter) newline() {
 	if !w.pretty {
+		return
+	}
+	if n := 1 + len(w.prefix) + w.depth*len(w.indent); w.spaces && n <= len(newlineSpaces) {
+		w.b = append(w.b, newlineSpaces[:n]...)
 		return
 	}
 	w.b = append(w.b, '\n')

@@ -44,10 +44,13 @@ func checkJSON(t *testing.T, k keystore.Key) {
 	if got := k.AppendJSON([]byte("x")); !bytes.Equal(got[1:], want) || got[0] != 'x' {
 		t.Fatalf("AppendJSON\n%s\nwant\n%s", got, want)
 	}
-	var ind bytes.Buffer
-	json.Indent(&ind, want, "  ", "\t")
-	if got := k.AppendJSONIndent(nil, "  ", "\t"); !bytes.Equal(got, ind.Bytes()) {
-		t.Fatalf("AppendJSONIndent\n%s\nwant\n%s", got, ind.Bytes())
+	// A tab, and spaces as list -o json indents.
+	for _, indent := range []string{"\t", "  "} {
+		var ind bytes.Buffer
+		json.Indent(&ind, want, "  ", indent)
+		if got := k.AppendJSONIndent(nil, "  ", indent); !bytes.Equal(got, ind.Bytes()) {
+			t.Fatalf("AppendJSONIndent\n%s\nwant\n%s", got, ind.Bytes())
+		}
 	}
 	// Through an Encoder without HTML escaping, as list -o jsonl does.
 	var enc bytes.Buffer
