@@ -23,12 +23,12 @@ import (
 //
 // SIGINT and SIGTERM cancel the command's context: it stops, says
 // "interrupted" and exits 130; a second one ends the process at once.
-// Except verify, which leaves them to their
-// default action, ending the process at once (shells report 130 too). It
-// does one lookup and at most a one-row write, atomic in SQLite, so it has
-// nothing to finish, and catching the signals costs about a tenth of its
-// run: a thread for the signals, and with a context that can be cancelled
-// a goroutine per SQL statement (BENCHMARKS.md, goal 3).
+// verify alone leaves them to their default action, which ends it at once
+// (shells report 130 too): it does one lookup and at most a one-row write,
+// atomic in SQLite, so it has nothing to finish, and catching the signals
+// cost about a tenth of its run, threads for the signals and, with a
+// context that can be cancelled, a goroutine per SQL statement
+// (BENCHMARKS.md, goal 3).
 func Main() int {
 	return run(output.System(), time.Now, os.Args[1:])
 }
