@@ -4,10 +4,12 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -17,7 +19,7 @@ import (
 )
 
 // waitFor waits for cmd to end after a signal, failing the test if it
-// takes a second.
+// takes five seconds.
 func waitFor(t *testing.T, cmd *exec.Cmd, done <-chan error) *exec.ExitError {
 	t.Helper()
 	select {
@@ -27,11 +29,36 @@ func waitFor(t *testing.T, cmd *exec.Cmd, done <-chan error) *exec.ExitError {
 			t.Fatalf("keyctl ended with %v, want an exit status", err)
 		}
 		return ee
-	case <-time.After(time.Second):
+	case <-time.After(5 * time.Second):
 		cmd.Process.Kill()
-		t.Fatal("keyctl still running a second after SIGINT")
+		t.Fatal("keyctl still running five seconds after SIGINT")
 	}
 	return nil
+}
+
+// waitCatching waits until process pid catches SIGINT, as Linux shows in
+// /proc/PID/status; elsewhere it gives the process half a second.
+func waitCatching(t *testing.T, pid int) {
+	t.Helper()
+	status := fmt.Sprintf("/proc/%d/status", pid)
+	if _, err := os.Stat(status); err != nil {
+		time.Sleep(500 * time.Millisecond)
+		return
+	}
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		b, err := os.ReadFile(status)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if mask, ok := strings.CutPrefix(line, "SigCgt:"); ok {
+				if m, err := strconv.ParseUint(strings.TrimSpace(mask), 16, 64); err == nil && m&(1<<(syscall.SIGINT-1)) != 0 {
+					return
+				}
+			}
+		}
+	}
+	t.Fatal("keyctl did not catch SIGINT within 10 seconds")
 }
 
 // SIGINT stops an import that waits for input: it says "interrupted",
@@ -53,7 +80,8 @@ func TestInterruptedImportExits130(t *testing.T) {
 	go func() { done <- cmd.Wait() }()
 	defer in.Close()
 	io.WriteString(in, `{"key_sha256":"`+strings.Repeat("ab", 32)+`","name":"half read"}`+"\n")
-	time.Sleep(300 * time.Millisecond) // it is reading; stdin stays open
+	waitCatching(t, cmd.Process.Pid) // then it reads on; stdin stays open
+	time.Sleep(100 * time.Millisecond)
 	if err := cmd.Process.Signal(os.Interrupt); err != nil {
 		t.Fatal(err)
 	}
@@ -140,14 +168,30 @@ func TestSecondInterruptEndsStuckCommand(t *testing.T) {
 		t.Fatal(err)
 	}
 	go func() { done <- cmd.Wait() }()
-	time.Sleep(300 * time.Millisecond)
-	for range 2 {
+	waitCatching(t, cmd.Process.Pid)
+	// SIGINT every 0.1 s: the first cancels the command, stuck on its read;
+	// one sent after the first was handled ends the process.
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	giveUp := time.After(5 * time.Second)
+signals:
+	for {
 		if err := cmd.Process.Signal(os.Interrupt); err != nil && !errors.Is(err, os.ErrProcessDone) {
 			t.Fatal(err)
 		}
-		time.Sleep(100 * time.Millisecond)
+		select {
+		case err = <-done:
+			break signals
+		case <-tick.C:
+		case <-giveUp:
+			cmd.Process.Kill()
+			t.Fatal("keyctl still running after five seconds of SIGINTs")
+		}
 	}
-	ee := waitFor(t, cmd, done)
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) {
+		t.Fatalf("keyctl ended with %v, want an exit status", err)
+	}
 	ws, _ := ee.Sys().(syscall.WaitStatus)
 	if ee.ExitCode() != exitInterrupted && ws.Signal() != syscall.SIGINT {
 		t.Errorf("ended with %v, want 130 or killed by SIGINT; stderr:\n%s", ee, stderr)
