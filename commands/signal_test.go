@@ -67,6 +67,8 @@ func TestInterruptedImportExits130(t *testing.T) {
 	dir := t.TempDir()
 	store := filepath.Join(dir, "keys.db")
 	env := childEnv(filepath.Join(dir, "home"), "KEYCTL_STORE="+store)
+	// The store exists already, however early the signal comes.
+	seedStore(t, store, time.Now(), 0, keystore.CreateParams{})
 	cmd, _, stderr := keyctlCmd(t, env, "", "import", "-")
 	cmd.Stdin = nil
 	in, err := cmd.StdinPipe()
