@@ -21,9 +21,9 @@ const heapFloor = 32 << 20
 // starts at heapFloor or at twice the live heap, whichever is more. It does
 // nothing when the user set GOGC.
 //
-// It reads the heap with runtime.ReadMemStats, which pauses the program
-// for some microseconds once a second, rather than with runtime/metrics,
-// whose package initialisation every keyctl command would pay.
+// It reads the heap with runtime.ReadMemStats, which stops the program
+// briefly, once a second, rather than with runtime/metrics, whose package
+// initialisation every keyctl command would pay.
 func keepHeapFloor(ctx context.Context) {
 	if _, set := os.LookupEnv("GOGC"); set {
 		return

@@ -75,19 +75,7 @@ func TestWriteFast(t *testing.T) {
 		keystore.InvalidFormat(),
 		keystore.Judge(&keystore.Key{CreatedAt: far}, at, nil),
 	} {
-		s := New(nil, Options{Replays: newMemoryReplays()})
-		fast := bytesWriter{h: http.Header{}}
-		ok := s.writeFast(&fast, 200, envelope{Data: v})
-		want, err := marshal(envelope{Data: v})
-		if err != nil {
-			if ok {
-				t.Errorf("fast path wrote %q, encoding/json fails: %v", fast.b.String(), err)
-			}
-			continue
-		}
-		if !ok || !bytes.Equal(fast.b.Bytes(), want) {
-			t.Errorf("fast reply (%v)\n%s\nwant\n%s", ok, fast.b.Bytes(), want)
-		}
+		checkReply(t, v, true)
 	}
 }
 
