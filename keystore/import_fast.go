@@ -27,17 +27,12 @@ func decodeRecordFast(line []byte, r *ImportRecord) bool {
 	}
 	var seen uint16
 	for {
-		name, ok := d.Str()
+		name, ok := d.Name()
 		if !ok {
 			return false
 		}
-		d.Space()
-		if !d.Take(':') {
-			return false
-		}
-		d.Space()
 		var bit uint16
-		switch name {
+		switch string(name) {
 		case "name":
 			bit = 1 << 0
 			r.Name, ok = d.Str()
@@ -72,15 +67,9 @@ func decodeRecordFast(line []byte, r *ImportRecord) bool {
 			return false
 		}
 		seen |= bit
-		d.Space()
-		if d.Take(',') {
-			d.Space()
-			continue
+		if more, ok := d.Next('}'); !ok || !more {
+			return ok && d.End()
 		}
-		if d.Take('}') {
-			return d.End()
-		}
-		return false
 	}
 }
 
@@ -100,14 +89,9 @@ func readStrings(d *plainjson.Scanner) ([]string, bool) {
 			return nil, false
 		}
 		out = append(out, s)
-		d.Space()
-		if d.Take(']') {
-			return out, true
+		if more, ok := d.Next(']'); !ok || !more {
+			return out, ok
 		}
-		if !d.Take(',') {
-			return nil, false
-		}
-		d.Space()
 	}
 }
 
@@ -122,15 +106,11 @@ func readStrMap(d *plainjson.Scanner) (map[string]string, bool) {
 		return out, true
 	}
 	for {
-		k, ok := d.Str()
+		name, ok := d.Name()
 		if !ok {
 			return nil, false
 		}
-		d.Space()
-		if !d.Take(':') {
-			return nil, false
-		}
-		d.Space()
+		k := string(name)
 		v, ok := d.Str()
 		if !ok {
 			return nil, false
@@ -139,14 +119,9 @@ func readStrMap(d *plainjson.Scanner) (map[string]string, bool) {
 			return nil, false
 		}
 		out[k] = v
-		d.Space()
-		if d.Take('}') {
-			return out, true
+		if more, ok := d.Next('}'); !ok || !more {
+			return out, ok
 		}
-		if !d.Take(',') {
-			return nil, false
-		}
-		d.Space()
 	}
 }
 

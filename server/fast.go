@@ -33,62 +33,55 @@ func parseVerifyFast(body []byte, req *verifyRequest, room []string) bool {
 		return p.End()
 	}
 	for {
-		p.Space()
-		name, ok := p.Str()
+		name, ok := p.Name()
 		if !ok {
 			return false
 		}
-		p.Space()
-		if !p.Take(':') {
-			return false
-		}
-		p.Space()
 		switch {
-		case name == "key" && !haveKey:
+		case string(name) == "key" && !haveKey:
 			haveKey = true
-			if req.Key, ok = p.Str(); !ok {
-				return false
-			}
-		case name == "scopes" && !haveScopes:
+			req.Key, ok = p.Str()
+		case string(name) == "scopes" && !haveScopes:
 			haveScopes = true
-			if !p.Take('[') {
-				return false
-			}
-			req.Scopes = room[:0:len(room)]
-			if req.Scopes == nil {
-				req.Scopes = []string{}
-			}
-			p.Space()
-			if !p.Take(']') {
-				for {
-					p.Space()
-					b, ok := p.Raw()
-					if !ok {
-						return false
-					}
-					s, known := knownScope(b) // no copy for a known scope
-					if !known {
-						s = string(b)
-					}
-					req.Scopes = append(req.Scopes, s)
-					p.Space()
-					if p.Take(']') {
-						break
-					}
-					if !p.Take(',') {
-						return false
-					}
-				}
-			}
+			req.Scopes, ok = readScopes(&p, room)
 		default:
 			return false
 		}
-		p.Space()
-		if p.Take('}') {
-			return p.End()
-		}
-		if !p.Take(',') {
+		if !ok {
 			return false
+		}
+		if more, ok := p.Next('}'); !ok || !more {
+			return ok && p.End()
+		}
+	}
+}
+
+// readScopes reads an array of strings into room, if they fit, with no
+// copy of a known scope. The array may be empty, never null.
+func readScopes(p *plainjson.Scanner, room []string) ([]string, bool) {
+	if !p.Take('[') {
+		return nil, false
+	}
+	scopes := room[:0:len(room)]
+	if scopes == nil {
+		scopes = []string{}
+	}
+	p.Space()
+	if p.Take(']') {
+		return scopes, true
+	}
+	for {
+		b, ok := p.Raw()
+		if !ok {
+			return nil, false
+		}
+		s, known := knownScope(b)
+		if !known {
+			s = string(b)
+		}
+		scopes = append(scopes, s)
+		if more, ok := p.Next(']'); !ok || !more {
+			return scopes, ok
 		}
 	}
 }

@@ -86,3 +86,31 @@ func (s *Scanner) Str() (string, bool) {
 	b, ok := s.Raw()
 	return string(b), ok
 }
+
+// Name reads an object member's name and the colon after it, with the
+// white space around them. It returns the name without a copy, as Raw.
+func (s *Scanner) Name() ([]byte, bool) {
+	s.Space()
+	name, ok := s.Raw()
+	if !ok {
+		return nil, false
+	}
+	s.Space()
+	if !s.Take(':') {
+		return nil, false
+	}
+	s.Space()
+	return name, true
+}
+
+// Next reads what follows a value in an array or object that close ends:
+// white space, then a comma and white space (more) or close (not more).
+// ok is false for anything else.
+func (s *Scanner) Next(close byte) (more, ok bool) {
+	s.Space()
+	if s.Take(',') {
+		s.Space()
+		return true, true
+	}
+	return false, s.Take(close)
+}

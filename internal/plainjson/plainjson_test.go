@@ -172,3 +172,42 @@ func TestScanner(t *testing.T) {
 		}
 	}
 }
+
+func TestNameAndNext(t *testing.T) {
+	sc := NewScanner([]byte(`{ "a" : 1 , "b":[2 ,3] }`))
+	sc.Take('{')
+	if n, ok := sc.Name(); !ok || string(n) != "a" {
+		t.Fatalf("Name = %q, %v", n, ok)
+	}
+	sc.Take('1')
+	if more, ok := sc.Next('}'); !more || !ok {
+		t.Fatalf("Next after 1 = %v, %v; want a comma", more, ok)
+	}
+	if n, ok := sc.Name(); !ok || string(n) != "b" {
+		t.Fatalf("Name = %q, %v", n, ok)
+	}
+	sc.Take('[')
+	sc.Take('2')
+	if more, ok := sc.Next(']'); !more || !ok {
+		t.Fatalf("Next after 2 = %v, %v; want a comma", more, ok)
+	}
+	sc.Take('3')
+	if more, ok := sc.Next(']'); more || !ok {
+		t.Fatalf("Next after 3 = %v, %v; want the ]", more, ok)
+	}
+	if more, ok := sc.Next('}'); more || !ok || !sc.End() {
+		t.Fatalf("Next after ] = %v, %v; want the } and the end", more, ok)
+	}
+	for _, bad := range []string{`"a" 1`, `a:`, `"a\n":`, ``} {
+		sc := NewScanner([]byte(bad))
+		if n, ok := sc.Name(); ok {
+			t.Errorf("Name read %q from %q", n, bad)
+		}
+	}
+	for _, bad := range []string{` ]`, `x`, ``} {
+		sc := NewScanner([]byte(bad))
+		if _, ok := sc.Next('}'); ok {
+			t.Errorf("Next('}') took %q", bad)
+		}
+	}
+}
