@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/chatbotplatform/keyctl/keystore"
+	"github.com/chatbotplatform/keyctl/output"
 )
 
 // AuditOptions are the inputs of keyctl audit.
@@ -72,7 +73,7 @@ func auditRun(ctx context.Context, opts *AuditOptions) error {
 	t := opts.f.IO.NewTable("AT", "ACTOR", "ACTION", "KEY", "DETAILS")
 	for _, e := range events {
 		details, _ := json.Marshal(e.Details)
-		t.Row(p.io.Time(&e.At, p.now), e.Actor, e.Action, e.KeyID, string(details))
+		t.Row(p.io.Time(&e.At, p.now), output.Escape(e.Actor), e.Action, e.KeyID, output.Escape(string(details)))
 	}
 	if len(events) == 0 {
 		if opts.f.IO.IsStderrTTY() {

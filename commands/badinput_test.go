@@ -76,6 +76,20 @@ var badInputs = []badInput{
 	{name: "meta twice", args: []string{"create", "--name", "x", "--scope", "bots:read", "--meta", "a=1", "--meta", "a=2"}, code: 2, err: `given twice`},
 	{name: "meta key too long", args: []string{"create", "--name", "x", "--scope", "bots:read", "--meta", strings.Repeat("k", 41) + "=v"}, code: 2, err: `too long`},
 	{name: "stray argument", args: []string{"create", "--name", "x", "--scope", "bots:read", "extra"}, code: 2, err: `takes no arguments, got "extra"`},
+	{name: "secret as name", args: []string{"create", "--name", "{ASECRET}", "--scope", "bots:read"}, code: 2, err: `^error: name holds what looks like a secret key \(not shown\)`},
+	{name: "secret inside name", args: []string{"create", "--name", "prod key {RSECRET} (old)", "--scope", "bots:read"}, code: 2, err: `name holds what looks like a secret key`},
+	{name: "secret as metadata value", args: []string{"create", "--name", "x", "--scope", "bots:read", "--meta", "token={ASECRET}"}, code: 2, err: `looks like a secret key \(not shown\)`},
+	{name: "secret as metadata pair", args: []string{"create", "--name", "x", "--scope", "bots:read", "--meta", "{ASECRET}"}, code: 2, err: `looks like a secret key \(not shown\)`},
+	{name: "secret as scope", args: []string{"create", "--name", "x", "--scope", "{ASECRET}"}, code: 2, err: `scope holds what looks like a secret key \(not shown\)`},
+	{name: "secret as list scope", args: []string{"list", "--scope", "{ASECRET}"}, code: 2, err: `scope holds what looks like a secret key`},
+	{name: "name not UTF-8", args: []string{"create", "--name", "bad\xffname", "--scope", "bots:read"}, code: 2, err: `name is not valid UTF-8`},
+	{name: "name invisible", args: []string{"create", "--name", "\ufeff\u200b", "--scope", "bots:read"}, code: 2, err: `name has no visible character`},
+	{name: "name bidi override", args: []string{"create", "--name", "invoice\u202efdp.exe", "--scope", "bots:read"}, code: 2, err: `name holds a bidirectional control character`},
+	{name: "name with escape sequence", args: []string{"create", "--name", "x\x1b]0;pwned\a", "--scope", "bots:read"}, code: 2, err: `control characters`},
+	{name: "meta value escape sequence", args: []string{"create", "--name", "x", "--scope", "bots:read", "--meta", "k=\x1b]0;pwned\a"}, code: 2, err: `metadata value of "k" must be text without control characters`},
+	{name: "meta value carriage return", args: []string{"create", "--name", "x", "--scope", "bots:read", "--meta", "k=a\rb"}, code: 2, err: `control characters`},
+	{name: "meta key bidi", args: []string{"create", "--name", "x", "--scope", "bots:read", "--meta", "k\u2066=v"}, code: 2, err: `metadata key holds a bidirectional control character`},
+	{name: "meta value not UTF-8", args: []string{"create", "--name", "x", "--scope", "bots:read", "--meta", "k=\xc3"}, code: 2, err: `not valid UTF-8`},
 
 	// rotate, revoke, show, audit, list
 	{name: "negative grace", args: []string{"rotate", "{A}", "--grace=-1h"}, code: 2, err: `must not be negative`},
@@ -232,6 +246,9 @@ func TestBadInput(t *testing.T) {
 				t.Errorf("exit status %d, want %d", code, tc.code)
 			}
 			checkErrorOutput(t, errOut, sub(tc.err))
+			if keystore.ContainsSecret(errOut) || strings.ContainsAny(errOut, "\x1b\u202e\u2066\r") {
+				t.Errorf("stderr holds a secret or raw control characters: %q", errOut)
+			}
 			if tc.code != 3 && stdout.Len() > 0 {
 				t.Errorf("stdout: %q, want nothing", stdout)
 			}

@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/chatbotplatform/keyctl/keystore"
+	"github.com/chatbotplatform/keyctl/output"
 )
 
 // CreateOptions are the inputs of keyctl create.
@@ -140,6 +141,10 @@ func parseMeta(pairs []string) (map[string]string, error) {
 	meta := map[string]string{}
 	for _, pair := range pairs {
 		k, v, ok := strings.Cut(pair, "=")
+		if keystore.ContainsSecret(pair) {
+			// Checked here too: the messages below repeat the pair.
+			return nil, usageError("invalid --meta: it holds what looks like a secret key (not shown); a secret never goes in metadata")
+		}
 		if !ok || strings.TrimSpace(k) == "" {
 			return nil, usageError("invalid --meta %q (want key=value)", pair)
 		}
@@ -172,7 +177,7 @@ func createRun(ctx context.Context, opts *CreateOptions) error {
 	case !p.isTable():
 		return p.json(key)
 	}
-	success(f.IO, "Created key %s (%s)", key.ID, key.Name)
+	success(f.IO, "Created key %s (%s)", key.ID, output.Escape(key.Name))
 	if err := p.keyDetails(key); err != nil {
 		return err
 	}

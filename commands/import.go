@@ -314,7 +314,7 @@ func (im *importer) flush() error {
 // secret; redacting them anyway costs nothing.
 func (im *importer) report(line int, msg string) {
 	im.bar.Done()
-	fmt.Fprintf(im.f.IO.ErrOut, "line %d: %s\n", line, redactSecrets(oneLine(msg)))
+	fmt.Fprintf(im.f.IO.ErrOut, "line %d: %s\n", line, output.Escape(redactSecrets(oneLine(msg))))
 }
 
 func (im *importer) progress() {

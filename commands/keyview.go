@@ -48,11 +48,11 @@ func (p *printer) keyDetails(k *keystore.Key) error {
 	t := p.io.NewTable()
 	row := func(name, value string) { t.Row(name, value) }
 	row("id", k.ID)
-	row("name", k.Name)
+	row("name", output.Escape(k.Name))
 	row("environment", k.Environment)
 	row("status", p.io.Colorize(k.Status, k.Status))
 	row("scopes", strings.Join(k.Scopes, ","))
-	row("hint", k.Hint)
+	row("hint", output.Escape(k.Hint))
 	row("created_at", p.io.Time(&k.CreatedAt, p.now))
 	row("expires_at", p.io.Time(k.ExpiresAt, p.now))
 	row("revoked_at", p.io.Time(k.RevokedAt, p.now))
@@ -69,7 +69,7 @@ func (p *printer) keyDetails(k *keystore.Key) error {
 var keyColumns = []string{"ID", "NAME", "ENV", "STATUS", "SCOPES", "CREATED", "LAST USED", "EXPIRES"}
 
 func (p *printer) keyRow(t *output.Table, k *keystore.Key) {
-	t.Row(k.ID, k.Name, k.Environment, p.io.Colorize(k.Status, k.Status), strings.Join(k.Scopes, ","),
+	t.Row(k.ID, output.Escape(k.Name), k.Environment, p.io.Colorize(k.Status, k.Status), strings.Join(k.Scopes, ","),
 		p.io.Time(&k.CreatedAt, p.now), p.io.Time(k.LastUsedAt, p.now), p.io.Time(k.ExpiresAt, p.now))
 }
 
@@ -83,12 +83,13 @@ func deref(s *string) string {
 func formatMeta(m map[string]string) string {
 	var parts []string
 	for _, k := range slices.Sorted(maps.Keys(m)) {
-		parts = append(parts, k+"="+m[k])
+		parts = append(parts, output.Escape(k)+"="+output.Escape(m[k]))
 	}
 	return strings.Join(parts, ",")
 }
 
-// success prints a confirmation on stderr, on a terminal only.
+// success prints a confirmation on stderr, on a terminal only. Arguments
+// that are user text (a key's name) must be escaped with output.Escape.
 func success(io *output.IOStreams, format string, args ...any) {
 	if io.IsStderrTTY() {
 		fmt.Fprintf(io.ErrOut, "✓ "+format+"\n", args...)

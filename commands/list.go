@@ -91,7 +91,7 @@ func keyFilter(f *Factory, status, env, scope, olderThan string) (keystore.ListF
 	lf.Environment = env
 	if scope != "" {
 		if !keystore.ValidScope(scope) {
-			return lf, usageError("unknown scope %q (did you mean %s?)", scope, keystore.NearestScope(scope))
+			return lf, asUsage(keystore.UnknownScope(scope))
 		}
 		lf.Scope = scope
 	}

@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/chatbotplatform/keyctl/keystore"
+	"github.com/chatbotplatform/keyctl/output"
 )
 
 // RevokeOptions are the inputs of keyctl revoke.
@@ -75,7 +76,7 @@ func revokeRun(ctx context.Context, opts *RevokeOptions) error {
 	if !opts.Yes {
 		names := make([]string, len(keys))
 		for i, k := range keys {
-			names[i] = fmt.Sprintf("%s (%s)", k.ID, k.Name)
+			names[i] = fmt.Sprintf("%s (%s)", k.ID, output.Escape(k.Name))
 		}
 		fmt.Fprintf(f.IO.ErrOut, "Revoke %s? Clients using it stop working at once. [y/N] ", strings.Join(names, ", "))
 		answer, _ := bufio.NewReader(f.IO.In).ReadString('\n')
@@ -92,7 +93,7 @@ func revokeRun(ctx context.Context, opts *RevokeOptions) error {
 			return asUsage(err)
 		}
 		revoked = append(revoked, r)
-		success(f.IO, "Revoked %s (%s)", r.ID, r.Name)
+		success(f.IO, "Revoked %s (%s)", r.ID, output.Escape(r.Name))
 	}
 	p := f.printer()
 	if p.isTable() {
@@ -100,7 +101,7 @@ func revokeRun(ctx context.Context, opts *RevokeOptions) error {
 			t := f.IO.NewTable()
 			for _, r := range revoked {
 				k := r.(*keystore.Key)
-				t.Row(k.ID, k.Name, k.Status, p.io.Time(k.RevokedAt, p.now))
+				t.Row(k.ID, output.Escape(k.Name), k.Status, p.io.Time(k.RevokedAt, p.now))
 			}
 			return t.Render()
 		}

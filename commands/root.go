@@ -64,10 +64,10 @@ func run(io *output.IOStreams, now func() time.Time, args []string) int {
 	}
 	var se *silentError
 	if !errors.As(err, &se) {
-		fmt.Fprintln(io.ErrOut, "error: "+redactSecrets(oneLine(err.Error())))
+		fmt.Fprintln(io.ErrOut, "error: "+output.Escape(redactSecrets(oneLine(err.Error()))))
 		var ce *cmdError
 		if errors.As(err, &ce) && ce.hint != "" {
-			fmt.Fprintln(io.ErrOut, "hint: "+redactSecrets(ce.hint))
+			fmt.Fprintln(io.ErrOut, "hint: "+output.Escape(redactSecrets(ce.hint)))
 		}
 	}
 	return exitCode(err)

@@ -123,7 +123,7 @@ func rotateRun(ctx context.Context, opts *RotateOptions) error {
 	if !p.isTable() {
 		return p.json(key)
 	}
-	success(f.IO, "Rotated %s to %s (%s)", opts.ID, key.ID, key.Name)
+	success(f.IO, "Rotated %s to %s (%s)", opts.ID, key.ID, output.Escape(key.Name))
 	if err := p.keyDetails(key); err != nil {
 		return err
 	}
@@ -256,7 +256,7 @@ func rotationPrinter(f *Factory) (emit func(rotation) error, finish func() error
 			if r.Error != nil {
 				result += ": " + *r.Error
 			}
-			t.Row(r.ID, r.Name, result, newID, secret)
+			t.Row(r.ID, output.Escape(r.Name), output.Escape(result), newID, secret)
 			rows++
 			if !f.IO.IsStdoutTTY() {
 				return t.Flush()

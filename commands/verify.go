@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/chatbotplatform/keyctl/keystore"
+	"github.com/chatbotplatform/keyctl/output"
 )
 
 // VerifyOptions are the inputs of keyctl verify.
@@ -112,7 +113,7 @@ func verifyRun(ctx context.Context, opts *VerifyOptions) error {
 		t.Row("code", p.io.Colorize(v.Code, v.Code))
 		if v.Key != nil {
 			t.Row("id", v.Key.ID)
-			t.Row("name", v.Key.Name)
+			t.Row("name", output.Escape(v.Key.Name))
 			t.Row("scopes", strings.Join(v.Key.Scopes, ","))
 		}
 		if len(v.MissingScopes) > 0 {

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // MaxImportBatch bounds the keys of one Store.Import call. A batch is one
@@ -101,6 +102,10 @@ func ParseImportRecord(line []byte, now time.Time) (*ImportKey, error) {
 // are left to Validate, which a store calls with its own clock. The error
 // never contains the secret.
 func DecodeImportRecord(line []byte) (*ImportKey, error) {
+	if !utf8.Valid(line) {
+		// encoding/json would keep it as U+FFFD, changing the text.
+		return nil, Errorf(EINVALID, "not a JSON import record: not valid UTF-8")
+	}
 	var r ImportRecord
 	if !decodeRecordFast(line, &r) {
 		r = ImportRecord{}

@@ -104,7 +104,16 @@ func expandScope(s string) ([]string, error) {
 			return out, nil
 		}
 	}
-	return nil, Errorf(EINVALID, "unknown scope %q (did you mean %s?)", Truncate(s, 40), NearestScope(s))
+	return nil, UnknownScope(s)
+}
+
+// UnknownScope is the EINVALID error for s, which is not a scope: it names
+// the nearest scope, and never repeats s when it holds a secret.
+func UnknownScope(s string) error {
+	if err := CheckScope(s); err != nil {
+		return err
+	}
+	return Errorf(EINVALID, "unknown scope %q (did you mean %s?)", Truncate(s, 40), NearestScope(s))
 }
 
 // Grants reports whether a key holding scopes may act with scope want.

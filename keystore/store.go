@@ -3,10 +3,7 @@ package keystore
 import (
 	"context"
 	"iter"
-	"strings"
 	"time"
-	"unicode"
-	"unicode/utf8"
 )
 
 // CreateParams describes a new key. Scopes must already be expanded.
@@ -20,14 +17,8 @@ type CreateParams struct {
 
 // Validate checks p and fills its defaults (environment live).
 func (p *CreateParams) Validate(now time.Time) error {
-	if strings.TrimSpace(p.Name) == "" {
-		return Errorf(EINVALID, "a key needs a name (1 to 100 characters)")
-	}
-	if n := utf8.RuneCountInString(p.Name); n > 100 {
-		return Errorf(EINVALID, "name too long: %d characters, at most 100", n)
-	}
-	if !utf8.ValidString(p.Name) || strings.ContainsFunc(p.Name, unicode.IsControl) {
-		return Errorf(EINVALID, "a name must be text without control characters such as newlines or tabs")
+	if err := CheckName(p.Name); err != nil {
+		return err
 	}
 	if p.Environment == "" {
 		p.Environment = EnvLive
@@ -40,24 +31,13 @@ func (p *CreateParams) Validate(now time.Time) error {
 	}
 	for _, s := range p.Scopes {
 		if !ValidScope(s) {
-			return Errorf(EINVALID, "unknown scope %q (did you mean %s?)", Truncate(s, 40), NearestScope(s))
+			return UnknownScope(s)
 		}
 	}
 	if p.ExpiresAt != nil && !p.ExpiresAt.After(now) {
 		return Errorf(EINVALID, "expiry %s is not in the future", p.ExpiresAt.UTC().Format(time.RFC3339))
 	}
-	for k, v := range p.Metadata {
-		if k == "" {
-			return Errorf(EINVALID, "metadata key must not be empty")
-		}
-		if len(k) > 40 || len(v) > 500 {
-			return Errorf(EINVALID, "metadata %q too long (keys at most 40, values at most 500 bytes)", Truncate(k, 40))
-		}
-	}
-	if len(p.Metadata) > 50 {
-		return Errorf(EINVALID, "too much metadata: %d entries, at most 50", len(p.Metadata))
-	}
-	return nil
+	return CheckMetadata(p.Metadata)
 }
 
 // ListFilter selects keys. Zero fields select everything.

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/chatbotplatform/keyctl/keystore"
 )
@@ -245,6 +246,10 @@ type createRequest struct {
 
 func (s *Server) create(c *call) (result, error) {
 	var req createRequest
+	if !utf8.Valid(c.body) {
+		// encoding/json would store it as U+FFFD, changing the name.
+		return result{}, keystore.Errorf(keystore.EINVALID, "malformed JSON body: not valid UTF-8")
+	}
 	if err := decodeBody(c.body, &req, false); err != nil {
 		return result{}, err
 	}

@@ -318,11 +318,7 @@ func (s *Store) Audit(ctx context.Context, keyID string) ([]keystore.Event, erro
 func checkScopes(scopes []string) error {
 	for _, sc := range scopes {
 		if !keystore.ValidScope(sc) {
-			short := sc
-			if len(short) > 40 {
-				short = short[:40] + "…"
-			}
-			return keystore.Errorf(keystore.EINVALID, "unknown scope %q (did you mean %s?)", short, keystore.NearestScope(sc))
+			return keystore.UnknownScope(sc)
 		}
 	}
 	return nil

@@ -224,7 +224,7 @@ func (s *Store) Revoke(ctx context.Context, id string) (*keystore.Key, error) {
 func (s *Store) Verify(ctx context.Context, secret string, scopes []string) (*keystore.Verification, error) {
 	for _, sc := range scopes {
 		if !keystore.ValidScope(sc) {
-			return nil, keystore.Errorf(keystore.EINVALID, "unknown scope %q (did you mean %s?)", short(sc), keystore.NearestScope(sc))
+			return nil, keystore.UnknownScope(sc)
 		}
 	}
 	if _, err := keystore.ParseToken(secret); err != nil {
@@ -457,7 +457,7 @@ func where(f keystore.ListFilter, now time.Time) (string, []any, error) {
 	}
 	if f.Scope != "" {
 		if !keystore.ValidScope(f.Scope) {
-			return "", nil, keystore.Errorf(keystore.EINVALID, "unknown scope %q (did you mean %s?)", short(f.Scope), keystore.NearestScope(f.Scope))
+			return "", nil, keystore.UnknownScope(f.Scope)
 		}
 		// Padding the space-separated list with spaces makes every match a
 		// whole scope.

@@ -258,6 +258,11 @@ func testCreateDefaults(t *testing.T, s *subject, clock *Clock) {
 func testCreateValidation(t *testing.T, s *subject, clock *Clock) {
 	past := clock.Now().Add(-time.Second)
 	now := clock.Now()
+	// A well-formed secret of no key: it must be refused wherever text goes.
+	secret, err := keystore.NewToken(keystore.EnvLive, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name string
 		p    keystore.CreateParams
@@ -271,10 +276,21 @@ func testCreateValidation(t *testing.T, s *subject, clock *Clock) {
 		{"expiry now", keystore.CreateParams{Name: "x", Scopes: []string{"bots:read"}, ExpiresAt: &now}},
 		{"bad environment", keystore.CreateParams{Name: "x", Scopes: []string{"bots:read"}, Environment: "prod"}},
 		{"empty metadata key", keystore.CreateParams{Name: "x", Scopes: []string{"bots:read"}, Metadata: map[string]string{"": "v"}}},
+		{"secret as name", keystore.CreateParams{Name: secret, Scopes: []string{"bots:read"}}},
+		{"secret in metadata", keystore.CreateParams{Name: "x", Scopes: []string{"bots:read"}, Metadata: map[string]string{"k": "was " + secret}}},
+		{"invalid UTF-8 name", keystore.CreateParams{Name: "bad\xffname", Scopes: []string{"bots:read"}}},
+		{"U+FFFD name", keystore.CreateParams{Name: "bad\ufffdname", Scopes: []string{"bots:read"}}},
+		{"invisible name", keystore.CreateParams{Name: "\ufeff\u200b", Scopes: []string{"bots:read"}}},
+		{"bidi override name", keystore.CreateParams{Name: "ab\u202ecd", Scopes: []string{"bots:read"}}},
+		{"escape in metadata", keystore.CreateParams{Name: "x", Scopes: []string{"bots:read"}, Metadata: map[string]string{"k": "\x1b]0;pwned\a"}}},
+		{"NUL in metadata", keystore.CreateParams{Name: "x", Scopes: []string{"bots:read"}, Metadata: map[string]string{"k": "a\x00b"}}},
 	}
 	for _, tt := range tests {
 		k, err := s.Create(ctx(t), tt.p)
 		wantCode(t, "Create with "+tt.name, err, keystore.EINVALID)
+		if err != nil && strings.Contains(err.Error(), secret[:20]) {
+			t.Errorf("Create with %s: error repeats the secret: %v", tt.name, err)
+		}
 		if k != nil {
 			t.Errorf("Create with %s returned a key", tt.name)
 		}
