@@ -36,10 +36,12 @@ type Key struct {
 	Secret      string            `json:"key,omitempty"`
 }
 
-// StatusAt is the key's status at time now.
+// StatusAt is the key's status at time now. A key is revoked once its
+// revoked_at is set, whatever the clock says: a replica whose clock is
+// behind the one that revoked it must not take it for active.
 func (k *Key) StatusAt(now time.Time) string {
 	switch {
-	case k.RevokedAt != nil && !k.RevokedAt.After(now):
+	case k.RevokedAt != nil:
 		return StatusRevoked
 	case k.ExpiresAt != nil && !k.ExpiresAt.After(now):
 		return StatusExpired

@@ -27,10 +27,12 @@ func TestStatusAt(t *testing.T) {
 		{"expired", at(-time.Nanosecond), nil, keystore.StatusExpired},
 		{"revoked now", nil, at(0), keystore.StatusRevoked},
 		{"revoked", nil, at(-time.Hour), keystore.StatusRevoked},
-		{"revocation pending (grace)", nil, at(time.Hour), keystore.StatusActive},
+		// A revoked_at ahead of the clock is a revocation by a replica
+		// whose clock is ahead: revoked all the same.
+		{"revoked by a clock ahead", nil, at(time.Hour), keystore.StatusRevoked},
 		{"revoked and expired", at(-2 * time.Hour), at(-time.Hour), keystore.StatusRevoked},
 		{"revoked after it expired", at(-time.Hour), at(-2 * time.Hour), keystore.StatusRevoked},
-		{"expired, revocation pending", at(-time.Hour), at(time.Hour), keystore.StatusExpired},
+		{"expired, revoked by a clock ahead", at(-time.Hour), at(time.Hour), keystore.StatusRevoked},
 	} {
 		k := &keystore.Key{ExpiresAt: tc.expires, RevokedAt: tc.revoked}
 		if got := k.StatusAt(now); got != tc.want {
@@ -67,7 +69,7 @@ func TestJudge(t *testing.T) {
 		{"missing in asked order", key(nil, nil, nil), []string{"channels:write", "bots:read"}, keystore.CodeInsufficientScope, []string{"channels:write", "bots:read"}},
 		{"revoked", key([]string{"admin"}, nil, at(-time.Second)), []string{"bots:read"}, keystore.CodeRevoked, []string{}},
 		{"revoked now", key([]string{"admin"}, nil, at(0)), nil, keystore.CodeRevoked, []string{}},
-		{"in grace period", key([]string{"admin"}, nil, at(time.Second)), nil, keystore.CodeValid, []string{}},
+		{"revoked by a clock ahead", key([]string{"admin"}, nil, at(time.Second)), nil, keystore.CodeRevoked, []string{}},
 		{"expired", key([]string{"admin"}, at(-time.Second), nil), nil, keystore.CodeExpired, []string{}},
 		{"expired, lacking scope", key(nil, at(0), nil), []string{"bots:read"}, keystore.CodeExpired, []string{}},
 		{"revoked and expired", key(nil, at(-time.Second), at(-time.Second)), nil, keystore.CodeRevoked, []string{}},

@@ -430,7 +430,7 @@ func scanKey(row interface{ Scan(...any) error }, now time.Time) (*keystore.Key,
 // conditions say what Key.StatusAt says, in SQL.
 func where(f keystore.ListFilter, now time.Time) (string, []any, error) {
 	const (
-		revoked = "(revoked_at IS NOT NULL AND revoked_at <= ?)"
+		revoked = "(revoked_at IS NOT NULL)"
 		expired = "(expires_at IS NOT NULL AND expires_at <= ?)"
 	)
 	var (
@@ -441,11 +441,11 @@ func where(f keystore.ListFilter, now time.Time) (string, []any, error) {
 	switch f.Status {
 	case "":
 	case keystore.StatusRevoked:
-		conds, args = append(conds, revoked), append(args, t)
+		conds = append(conds, revoked)
 	case keystore.StatusExpired:
-		conds, args = append(conds, "NOT "+revoked+" AND "+expired), append(args, t, t)
+		conds, args = append(conds, "NOT "+revoked+" AND "+expired), append(args, t)
 	case keystore.StatusActive:
-		conds, args = append(conds, "NOT "+revoked+" AND NOT "+expired), append(args, t, t)
+		conds, args = append(conds, "NOT "+revoked+" AND NOT "+expired), append(args, t)
 	default:
 		return "", nil, keystore.Errorf(keystore.EINVALID, "unknown status %q (want active, expired or revoked)", short(f.Status))
 	}

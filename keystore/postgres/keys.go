@@ -1,0 +1,547 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"iter"
+	"maps"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/chatbotplatform/keyctl/keystore"
+)
+
+// keyColumns are the columns scanKey reads, in its order.
+const keyColumns = `id, name, environment, scopes, hint, created_at, expires_at,
+	revoked_at, last_used_at, rotated_from, rotated_to, metadata`
+
+// clock returns the current time as the store keeps it: UTC, whole seconds.
+func (s *Store) clock() time.Time { return s.nowFn().UTC().Truncate(time.Second) }
+
+// Create makes a key and records its creation in the audit log, in one
+// transaction.
+func (s *Store) Create(ctx context.Context, p keystore.CreateParams) (*keystore.Key, error) {
+	now := s.clock()
+	if p.ExpiresAt != nil {
+		e := p.ExpiresAt.UTC().Truncate(time.Second)
+		p.ExpiresAt = &e
+	}
+	if err := p.Validate(now); err != nil {
+		return nil, err
+	}
+	k, err := s.newKey(p.Name, p.Environment, p.Scopes, p.ExpiresAt, p.Metadata, now)
+	if err != nil {
+		return nil, err
+	}
+	err = s.inTx(ctx, "create key", func(tx pgx.Tx) error {
+		if err := insertKey(ctx, tx, k); err != nil {
+			return err
+		}
+		return s.record(ctx, tx, now, []event{{keystore.ActionCreate, k.ID, map[string]any{
+			"name": k.Name, "environment": k.Environment, "scopes": k.Scopes,
+		}}})
+	})
+	if err != nil {
+		return nil, err
+	}
+	return k, nil
+}
+
+// Get returns a key without its secret.
+func (s *Store) Get(ctx context.Context, id string) (*keystore.Key, error) {
+	if err := keystore.CheckID(id); err != nil {
+		return nil, err
+	}
+	k, err := getKey(ctx, s.pool, id, s.clock(), false)
+	if err != nil {
+		return nil, s.fail(ctx, "get key "+id, err)
+	}
+	s.uses.show(k)
+	return k, nil
+}
+
+// List yields keys newest first. Rows are read in pages by keyset, so that
+// memory stays flat and no transaction stays open while the caller works.
+func (s *Store) List(ctx context.Context, opts keystore.ListOptions) iter.Seq2[*keystore.Key, error] {
+	return func(yield func(*keystore.Key, error) bool) {
+		const op = "list keys"
+		now := s.clock()
+		cond, args, err := where(opts.ListFilter, now)
+		if err == nil && (opts.Offset < 0 || opts.Limit < 0) {
+			err = keystore.Errorf(keystore.EINVALID, "offset and limit must not be negative")
+		}
+		if err != nil {
+			yield(nil, err)
+			return
+		}
+		const page = 1000
+		var (
+			after     bool
+			lastAt    time.Time
+			lastSeq   int64
+			remaining = opts.Limit
+			offset    = opts.Offset
+		)
+		for {
+			n := page
+			if opts.Limit > 0 && remaining < n {
+				n = remaining
+			}
+			q := "SELECT " + keyColumns + ", seq FROM keys" + cond
+			a := append([]any(nil), args...)
+			if after {
+				if cond == "" {
+					q += " WHERE "
+				} else {
+					q += " AND "
+				}
+				q += "(created_at, seq) < ($" + strconv.Itoa(len(a)+1) + ", $" + strconv.Itoa(len(a)+2) + ")"
+				a = append(a, lastAt, lastSeq)
+			}
+			q += " ORDER BY created_at DESC, seq DESC LIMIT $" + strconv.Itoa(len(a)+1) + " OFFSET $" + strconv.Itoa(len(a)+2)
+			a = append(a, n, offset)
+			rows, err := s.pool.Query(ctx, q, a...)
+			if err != nil {
+				yield(nil, s.fail(ctx, op, err))
+				return
+			}
+			var got []*keystore.Key
+			for rows.Next() {
+				k, seq, err := scanKeySeq(rows, now)
+				if err != nil {
+					rows.Close()
+					yield(nil, s.fail(ctx, op, err))
+					return
+				}
+				got = append(got, k)
+				lastAt, lastSeq = k.CreatedAt, seq
+			}
+			rows.Close()
+			if err := rows.Err(); err != nil {
+				yield(nil, s.fail(ctx, op, err))
+				return
+			}
+			for _, k := range got {
+				s.uses.show(k)
+				if !yield(k, nil) {
+					return
+				}
+			}
+			if len(got) < n {
+				return
+			}
+			after, offset = true, 0
+			if opts.Limit > 0 {
+				if remaining -= len(got); remaining == 0 {
+					return
+				}
+			}
+		}
+	}
+}
+
+// Count returns how many keys match f.
+func (s *Store) Count(ctx context.Context, f keystore.ListFilter) (int, error) {
+	cond, args, err := where(f, s.clock())
+	if err != nil {
+		return 0, err
+	}
+	var n int
+	if err := s.pool.QueryRow(ctx, "SELECT count(*) FROM keys"+cond, args...).Scan(&n); err != nil {
+		return 0, s.fail(ctx, "count keys", err)
+	}
+	return n, nil
+}
+
+// Rotate makes the successor of key id, as the SQLite store does: the old
+// key's row is locked first, so that of concurrent rotations, from any
+// replica, exactly one makes a successor.
+func (s *Store) Rotate(ctx context.Context, id string, opts keystore.RotateOptions) (*keystore.Key, error) {
+	if err := keystore.CheckID(id); err != nil {
+		return nil, err
+	}
+	if opts.Grace < 0 {
+		return nil, keystore.Errorf(keystore.EINVALID, "grace period must not be negative")
+	}
+	now := s.clock()
+	var nk *keystore.Key
+	err := s.inTx(ctx, "rotate key "+id, func(tx pgx.Tx) error {
+		old, err := getKey(ctx, tx, id, now, true)
+		if err != nil {
+			return err
+		}
+		if old.RotatedTo != nil {
+			return keystore.Errorf(keystore.ECONFLICT, "key %s was already rotated to %s", id, *old.RotatedTo)
+		}
+		if old.RevokedAt != nil {
+			return keystore.Errorf(keystore.ECONFLICT, "key %s is revoked", id)
+		}
+		var expires *time.Time
+		if old.ExpiresAt != nil {
+			e := now.Add(old.ExpiresAt.Sub(old.CreatedAt))
+			expires = &e
+		}
+		nk, err = s.newKey(old.Name, old.Environment, old.Scopes, expires, old.Metadata, now)
+		if err != nil {
+			return err
+		}
+		nk.RotatedFrom = &old.ID
+		if err := insertKey(ctx, tx, nk); err != nil {
+			return err
+		}
+		revokedAt, expiresAt := old.RevokedAt, old.ExpiresAt
+		if opts.Grace == 0 {
+			revokedAt = &now
+		} else if end := now.Add(opts.Grace).Truncate(time.Second); expiresAt == nil || end.Before(*expiresAt) {
+			expiresAt = &end
+		}
+		tag, err := tx.Exec(ctx,
+			`UPDATE keys SET rotated_to = $1, revoked_at = $2, expires_at = $3
+			 WHERE id = $4 AND rotated_to IS NULL AND revoked_at IS NULL`,
+			nk.ID, revokedAt, expiresAt, id)
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() != 1 {
+			return keystore.Errorf(keystore.ECONFLICT, "key %s was rotated or revoked meanwhile", id)
+		}
+		return s.record(ctx, tx, now, []event{{keystore.ActionRotate, id, map[string]any{
+			"new_key_id": nk.ID, "grace_seconds": int64(opts.Grace / time.Second),
+		}}})
+	})
+	if err != nil {
+		return nil, err
+	}
+	return nk, nil
+}
+
+// Revoke stops key id at once. Revoking it again changes nothing and records
+// no second event.
+func (s *Store) Revoke(ctx context.Context, id string) (*keystore.Key, error) {
+	if err := keystore.CheckID(id); err != nil {
+		return nil, err
+	}
+	now := s.clock()
+	var k *keystore.Key
+	err := s.inTx(ctx, "revoke key "+id, func(tx pgx.Tx) error {
+		var err error
+		if k, err = getKey(ctx, tx, id, now, true); err != nil || k.RevokedAt != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, "UPDATE keys SET revoked_at = $1 WHERE id = $2", now, id); err != nil {
+			return err
+		}
+		k.RevokedAt = &now
+		k.Status = k.StatusAt(now)
+		return s.record(ctx, tx, now, []event{{keystore.ActionRevoke, id, map[string]any{}}})
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.uses.show(k)
+	return k, nil
+}
+
+// Verify checks secret by its hash, in the database, on every call: a
+// change committed by any replica is seen by the next Verify. The use is
+// recorded in memory and written in batches (see uses.go).
+func (s *Store) Verify(ctx context.Context, secret string, scopes []string) (*keystore.Verification, error) {
+	for _, sc := range scopes {
+		if !keystore.ValidScope(sc) {
+			return nil, keystore.Errorf(keystore.EINVALID, "unknown scope %q (did you mean %s?)", keystore.Truncate(sc, 40), keystore.NearestScope(sc))
+		}
+	}
+	if _, err := keystore.ParseToken(secret); err != nil {
+		return keystore.InvalidFormat(), nil
+	}
+	now := s.clock()
+	hash := keystore.HashToken(secret)
+	k, err := scanKey(s.pool.QueryRow(ctx, "SELECT "+keyColumns+" FROM keys WHERE secret_hash = $1", hash[:]), now)
+	if errors.Is(err, pgx.ErrNoRows) {
+		k, err = nil, nil
+	}
+	if err != nil {
+		return nil, s.fail(ctx, "verify key", err)
+	}
+	v := keystore.Judge(k, now, scopes)
+	if v.Valid || v.Code == keystore.CodeInsufficientScope {
+		s.uses.add(k.ID, now)
+		k.LastUsedAt = &now
+	} else {
+		s.uses.show(k)
+	}
+	return v, nil
+}
+
+// Audit returns events in the order their changes committed; with keyID,
+// those of that key and the rotation that made it.
+func (s *Store) Audit(ctx context.Context, keyID string) ([]keystore.Event, error) {
+	const op = "read audit log"
+	query := "SELECT id, at, actor, action, key_id, details FROM audit_events"
+	var args []any
+	if keyID != "" {
+		if err := keystore.CheckID(keyID); err != nil {
+			return nil, err
+		}
+		query += " WHERE key_id = $1 OR (action = 'rotate' AND details ->> 'new_key_id' = $1)"
+		args = append(args, keyID)
+	}
+	rows, err := s.pool.Query(ctx, query+" ORDER BY version, seq", args...)
+	if err != nil {
+		return nil, s.fail(ctx, op, err)
+	}
+	defer rows.Close()
+	events := []keystore.Event{}
+	for rows.Next() {
+		var (
+			e       keystore.Event
+			details []byte
+		)
+		if err := rows.Scan(&e.ID, &e.At, &e.Actor, &e.Action, &e.KeyID, &details); err != nil {
+			return nil, s.fail(ctx, op, err)
+		}
+		e.At = e.At.UTC()
+		if err := json.Unmarshal(details, &e.Details); err != nil {
+			return nil, s.fail(ctx, op, err)
+		}
+		events = append(events, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, s.fail(ctx, op, err)
+	}
+	return events, nil
+}
+
+// inTx runs fn in one transaction and commits when fn succeeds.
+func (s *Store) inTx(ctx context.Context, op string, fn func(pgx.Tx) error) error {
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return s.fail(ctx, op, err)
+	}
+	defer tx.Rollback(context.Background())
+	if err := fn(tx); err != nil {
+		return s.fail(ctx, op, err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return s.fail(ctx, op, err)
+	}
+	return nil
+}
+
+// newKey makes a key record with a fresh ID and secret; it stores nothing.
+func (s *Store) newKey(name, env string, scopes []string, expires *time.Time, metadata map[string]string, now time.Time) (*keystore.Key, error) {
+	id, err := keystore.NewID(s.rand)
+	if err != nil {
+		return nil, err
+	}
+	secret, err := keystore.NewToken(env, s.rand)
+	if err != nil {
+		return nil, err
+	}
+	if metadata == nil {
+		metadata = map[string]string{}
+	}
+	k := &keystore.Key{
+		ID:          id,
+		Name:        name,
+		Environment: env,
+		Scopes:      append([]string(nil), scopes...),
+		Hint:        keystore.Hint(secret),
+		CreatedAt:   now,
+		ExpiresAt:   expires,
+		Metadata:    maps.Clone(metadata),
+		Secret:      secret,
+	}
+	k.Status = k.StatusAt(now)
+	return k, nil
+}
+
+// insertKey stores k, keeping only the SHA-256 of its secret.
+func insertKey(ctx context.Context, tx pgx.Tx, k *keystore.Key) error {
+	meta, err := json.Marshal(k.Metadata)
+	if err != nil {
+		return err
+	}
+	hash := keystore.HashToken(k.Secret)
+	_, err = tx.Exec(ctx,
+		`INSERT INTO keys (id, name, environment, scopes, secret_hash, hint, created_at, expires_at, rotated_from, metadata)
+		 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+		k.ID, k.Name, k.Environment, k.Scopes, hash[:], k.Hint, k.CreatedAt, k.ExpiresAt, k.RotatedFrom, string(meta))
+	return err
+}
+
+// event is an audit event to record.
+type event struct {
+	action, keyID string
+	details       map[string]any
+}
+
+// record appends events to the audit log and moves the change feed on, in
+// the caller's transaction, at its end: it takes the feed's row lock, which
+// every change takes, so the version of each change is visible only after
+// those of the changes that committed before it (see the schema).
+func (s *Store) record(ctx context.Context, tx pgx.Tx, now time.Time, events []event) error {
+	version, err := bump(ctx, tx)
+	if err != nil {
+		return err
+	}
+	actor := keystore.Actor(ctx)
+	for _, e := range events {
+		id, err := keystore.NewID(s.rand)
+		if err != nil {
+			return err
+		}
+		// An event ID has a key ID's shape under its own prefix.
+		id = "evt_" + strings.TrimPrefix(id, "key_")
+		js, err := json.Marshal(e.details)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx,
+			"INSERT INTO audit_events (version, id, at, actor, action, key_id, details) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+			version, id, now, actor, e.action, e.keyID, string(js)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// feedChannel is the channel of the change feed's notifications.
+const feedChannel = "keyctl_changes"
+
+// bump moves the change feed's version on and queues its notification,
+// which PostgreSQL delivers when the transaction commits.
+func bump(ctx context.Context, tx pgx.Tx) (int64, error) {
+	var version int64
+	if err := tx.QueryRow(ctx, "UPDATE keyctl_changes SET version = version + 1 RETURNING version").Scan(&version); err != nil {
+		return 0, err
+	}
+	if _, err := tx.Exec(ctx, "SELECT pg_notify($1, $2)", feedChannel, strconv.FormatInt(version, 10)); err != nil {
+		return 0, err
+	}
+	return version, nil
+}
+
+// getKey loads key id, ENOTFOUND when there is none; lock takes its row
+// lock for the transaction.
+func getKey(ctx context.Context, q interface {
+	QueryRow(context.Context, string, ...any) pgx.Row
+}, id string, now time.Time, lock bool) (*keystore.Key, error) {
+	query := "SELECT " + keyColumns + " FROM keys WHERE id = $1"
+	if lock {
+		query += " FOR UPDATE"
+	}
+	k, err := scanKey(q.QueryRow(ctx, query, id), now)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, keystore.Errorf(keystore.ENOTFOUND, "key %s not found", id)
+	}
+	return k, err
+}
+
+// scanKey reads a row of keyColumns and computes the key's status at now.
+func scanKey(row pgx.Row, now time.Time) (*keystore.Key, error) {
+	k, _, err := scan(row, now, false)
+	return k, err
+}
+
+// scanKeySeq is scanKey for a row of keyColumns and seq.
+func scanKeySeq(row pgx.Row, now time.Time) (*keystore.Key, int64, error) {
+	return scan(row, now, true)
+}
+
+func scan(row pgx.Row, now time.Time, withSeq bool) (*keystore.Key, int64, error) {
+	var (
+		k                          keystore.Key
+		metadata                   []byte
+		expires, revoked, lastUsed *time.Time
+		seq                        int64
+	)
+	dest := []any{&k.ID, &k.Name, &k.Environment, &k.Scopes, &k.Hint, &k.CreatedAt,
+		&expires, &revoked, &lastUsed, &k.RotatedFrom, &k.RotatedTo, &metadata}
+	if withSeq {
+		dest = append(dest, &seq)
+	}
+	if err := row.Scan(dest...); err != nil {
+		return nil, 0, err
+	}
+	if string(metadata) == "{}" {
+		k.Metadata = map[string]string{}
+	} else if err := json.Unmarshal(metadata, &k.Metadata); err != nil {
+		return nil, 0, err
+	}
+	if k.Metadata == nil {
+		k.Metadata = map[string]string{}
+	}
+	if k.Scopes == nil {
+		k.Scopes = []string{}
+	}
+	k.CreatedAt = k.CreatedAt.UTC()
+	k.ExpiresAt, k.RevokedAt, k.LastUsedAt = utc(expires), utc(revoked), utc(lastUsed)
+	k.Status = k.StatusAt(now)
+	return &k, seq, nil
+}
+
+func utc(t *time.Time) *time.Time {
+	if t == nil {
+		return nil
+	}
+	u := t.UTC()
+	return &u
+}
+
+// where turns a filter into an SQL condition and its arguments. The status
+// conditions say what Key.StatusAt says, in SQL.
+func where(f keystore.ListFilter, now time.Time) (string, []any, error) {
+	var (
+		conds []string
+		args  []any
+	)
+	arg := func(v any) string {
+		args = append(args, v)
+		return "$" + strconv.Itoa(len(args))
+	}
+	const revoked = "revoked_at IS NOT NULL"
+	switch f.Status {
+	case "":
+	case keystore.StatusRevoked:
+		conds = append(conds, revoked)
+	case keystore.StatusExpired:
+		conds = append(conds, "NOT ("+revoked+") AND expires_at IS NOT NULL AND expires_at <= "+arg(now))
+	case keystore.StatusActive:
+		conds = append(conds, "NOT ("+revoked+") AND (expires_at IS NULL OR expires_at > "+arg(now)+")")
+	default:
+		return "", nil, keystore.Errorf(keystore.EINVALID, "unknown status %q (want active, expired or revoked)", keystore.Truncate(f.Status, 40))
+	}
+	if f.Environment != "" {
+		if !keystore.ValidEnv(f.Environment) {
+			return "", nil, keystore.Errorf(keystore.EINVALID, "unknown environment %q (want live or test)", keystore.Truncate(f.Environment, 40))
+		}
+		conds = append(conds, "environment = "+arg(f.Environment))
+	}
+	if f.Scope != "" {
+		if !keystore.ValidScope(f.Scope) {
+			return "", nil, keystore.Errorf(keystore.EINVALID, "unknown scope %q (did you mean %s?)", keystore.Truncate(f.Scope, 40), keystore.NearestScope(f.Scope))
+		}
+		conds = append(conds, "scopes && "+arg([]string{f.Scope, keystore.ScopeAdmin})+"::text[]")
+	}
+	if !f.CreatedBefore.IsZero() {
+		// created_at is whole seconds: second S is before time T when S < T,
+		// that is when S < T rounded up.
+		cut := f.CreatedBefore.Truncate(time.Second)
+		if !cut.Equal(f.CreatedBefore) {
+			cut = cut.Add(time.Second)
+		}
+		conds = append(conds, "created_at < "+arg(cut))
+	}
+	if f.Rotatable {
+		conds = append(conds, "rotated_to IS NULL AND revoked_at IS NULL")
+	}
+	if len(conds) == 0 {
+		return "", nil, nil
+	}
+	return " WHERE (" + strings.Join(conds, ") AND (") + ")", args, nil
+}

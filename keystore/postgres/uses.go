@@ -1,0 +1,130 @@
+package postgres
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/chatbotplatform/keyctl/keystore"
+)
+
+// useRecorder keeps the uses of keys (last_used_at) in memory and writes
+// them in one statement every interval and at stop, so that Verify does
+// not write to the database per request: at most one write per key per
+// interval, whatever the rate of requests. Reads through the same Store
+// show the uses not yet written; another replica sees them within the
+// interval.
+type useRecorder struct {
+	s        *Store
+	interval time.Duration
+
+	mu      sync.Mutex
+	pending map[string]time.Time // key ID -> last use not yet written
+
+	stopOnce sync.Once
+	quit     chan struct{}
+	done     chan struct{}
+	started  bool
+	err      error
+}
+
+func newUseRecorder(s *Store, interval time.Duration) *useRecorder {
+	if interval <= 0 {
+		interval = time.Second
+	}
+	return &useRecorder{s: s, interval: interval, pending: map[string]time.Time{},
+		quit: make(chan struct{}), done: make(chan struct{})}
+}
+
+// add queues a use of key id at t. The writer starts with the first use,
+// so a command that verifies nothing starts no goroutine.
+func (u *useRecorder) add(id string, t time.Time) {
+	u.mu.Lock()
+	if t.After(u.pending[id]) {
+		u.pending[id] = t
+	}
+	if !u.started {
+		u.started = true
+		go u.run()
+	}
+	u.mu.Unlock()
+}
+
+// show puts on k its use not yet written, if later than the one stored.
+func (u *useRecorder) show(k *keystore.Key) {
+	if k == nil {
+		return
+	}
+	u.mu.Lock()
+	t, ok := u.pending[k.ID]
+	u.mu.Unlock()
+	if ok && (k.LastUsedAt == nil || k.LastUsedAt.Before(t)) {
+		k.LastUsedAt = &t
+	}
+}
+
+func (u *useRecorder) run() {
+	defer close(u.done)
+	t := time.NewTicker(u.interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-u.quit:
+			return
+		case <-t.C:
+			// A failed write keeps the uses for the next try.
+			u.flush(context.Background())
+		}
+	}
+}
+
+// stop ends the writer and writes what is left.
+func (u *useRecorder) stop() error {
+	u.stopOnce.Do(func() {
+		close(u.quit)
+		u.mu.Lock()
+		started := u.started
+		u.mu.Unlock()
+		if started {
+			<-u.done
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		u.err = u.flush(ctx)
+	})
+	return u.err
+}
+
+// flush writes the queued uses in one statement. A use stays queued until
+// its write has committed, so that reads keep showing it.
+func (u *useRecorder) flush(ctx context.Context) error {
+	u.mu.Lock()
+	if len(u.pending) == 0 {
+		u.mu.Unlock()
+		return nil
+	}
+	ids := make([]string, 0, len(u.pending))
+	times := make([]time.Time, 0, len(u.pending))
+	for id, t := range u.pending {
+		ids = append(ids, id)
+		times = append(times, t)
+	}
+	u.mu.Unlock()
+
+	_, err := u.s.pool.Exec(ctx,
+		`UPDATE keys AS k SET last_used_at = u.t
+		 FROM unnest($1::text[], $2::timestamptz[]) AS u (id, t)
+		 WHERE k.id = u.id AND (k.last_used_at IS NULL OR k.last_used_at < u.t)`,
+		ids, times)
+	if err != nil {
+		return u.s.fail(ctx, "record key use", err)
+	}
+	u.mu.Lock()
+	for i, id := range ids {
+		if u.pending[id].Equal(times[i]) {
+			delete(u.pending, id)
+		}
+	}
+	u.mu.Unlock()
+	return nil
+}
