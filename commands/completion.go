@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/chatbotplatform/keyctl/keystore"
+	"github.com/chatbotplatform/keyctl/keystore/postgres"
 	"github.com/chatbotplatform/keyctl/output"
 )
 
@@ -165,7 +166,7 @@ func completeKeyIDs(f *Factory, many bool) cobra.CompletionFunc {
 		if err := completionSettings(cmd, f); err != nil {
 			return nil, none
 		}
-		if f.Settings.APIURL == "" {
+		if f.Settings.APIURL == "" && !postgres.IsDSN(f.Settings.StorePath) {
 			if _, err := os.Stat(f.Settings.StorePath); err != nil {
 				return nil, none // completing must not create a store
 			}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/chatbotplatform/keyctl/keystore"
+	"github.com/chatbotplatform/keyctl/keystore/postgres"
 	"github.com/chatbotplatform/keyctl/keystore/remote"
 	"github.com/chatbotplatform/keyctl/keystore/sqlite"
 	"github.com/chatbotplatform/keyctl/output"
@@ -25,8 +26,9 @@ type Factory struct {
 	// Store opens the configured store once; later calls return the same one.
 	Store func() (keystore.Store, error)
 
-	// CacheVerify makes a SQLite store serve Verify from memory: for a
-	// long-lived process (serve), set before the first call to Store.
+	// CacheVerify makes a SQLite store serve Verify from memory, and a
+	// PostgreSQL store watch its change feed: for a long-lived process
+	// (serve), set before the first call to Store.
 	CacheVerify bool
 
 	store keystore.Store
@@ -60,6 +62,11 @@ func (f *Factory) openStore() (keystore.Store, error) {
 				"set "+s.APIKeyEnv+" to an admin key of the key service")
 		}
 		return remote.Open(s.APIURL, key, remote.Options{Timeout: s.Timeout})
+	}
+	if postgres.IsDSN(s.StorePath) {
+		// A long-lived process watches the change feed, so that /readyz
+		// tells whether it reaches it.
+		return postgres.Open(s.StorePath, postgres.Options{Now: f.Now, Watch: f.CacheVerify})
 	}
 	return sqlite.Open(s.StorePath, sqlite.Options{Now: f.Now, CacheVerify: f.CacheVerify})
 }

@@ -193,7 +193,7 @@ remote key service.`,
 	pf := cmd.PersistentFlags()
 	pf.StringVar(&s.ConfigPath, "config", "", "config file (default $XDG_CONFIG_HOME/keyctl/config.yaml)")
 	pf.StringVar(&s.Profile, "profile", "", "profile of the config file to use")
-	pf.StringVar(&s.StorePath, "store", "", "SQLite key store file (default $XDG_DATA_HOME/keyctl/keys.db)")
+	pf.StringVar(&s.StorePath, "store", "", "key store: a SQLite file, or a postgres:// DSN (default $XDG_DATA_HOME/keyctl/keys.db)")
 	pf.StringVar(&s.APIURL, "api-url", "", "use the remote key service at this URL instead of a local store")
 	pf.DurationVar(&s.Timeout, "timeout", 30*time.Second, "bound on each remote command, retries included")
 	pf.StringVarP(&s.Format, "output", "o", output.FormatTable, "output format: table, json or jsonl")

@@ -102,6 +102,7 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		s.writeJSON(w, r, http.StatusOK, envelope{Data: map[string]string{"status": "ok"}})
 	})
+	m.HandleFunc("GET /readyz", s.ready)
 	m.Handle("POST /v1/api-keys", s.endpoint(needAdmin|idempotent, s.create))
 	m.Handle("GET /v1/api-keys", s.endpoint(needAdmin, s.list))
 	s.verifyHandler = s.endpoint(0, s.verify)
@@ -112,6 +113,34 @@ func (s *Server) routes() {
 	m.Handle("DELETE /v1/api-keys/{id}", s.endpoint(needAdmin, s.revoke))
 	m.Handle("GET /v1/audit-events", s.endpoint(needAdmin, s.audit))
 	s.mux = m
+}
+
+// readyTimeout bounds the store's readiness check: a load balancer's
+// health check must get an answer, not wait.
+const readyTimeout = 2 * time.Second
+
+// readiness is a store that can tell whether it can serve now: the SQLite
+// store reads its file, the PostgreSQL store asks the database and checks
+// its change feed.
+type readiness interface {
+	Ready(ctx context.Context) error
+}
+
+// ready answers GET /readyz, without a key: 200 while the store answers,
+// 503 otherwise, so that a load balancer drains a replica that cannot
+// reach its database. The cause goes to the log, not to the caller.
+func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
+	if rs, ok := s.store.(readiness); ok {
+		ctx, cancel := context.WithTimeout(r.Context(), readyTimeout)
+		defer cancel()
+		if err := rs.Ready(ctx); err != nil {
+			st := stateOf(w)
+			st.err = err
+			s.writeRaw(w, http.StatusServiceUnavailable, errorBody(keystore.EUNAVAILABLE, "the key service cannot reach its store; the server log has the details under this request_id", st.id))
+			return
+		}
+	}
+	s.writeJSON(w, r, http.StatusOK, envelope{Data: map[string]string{"status": "ready"}})
 }
 
 // reqState is what the log line of a request needs to know, filled in as

@@ -175,6 +175,25 @@ func data(t *testing.T, what string, r reply, status int, v any) json.RawMessage
 	return env.Meta
 }
 
+// /readyz answers 200 while the store answers, and 503, without the cause,
+// once it does not.
+func TestReadyz(t *testing.T) {
+	f := newFixture(t, server.Options{})
+	var got map[string]string
+	data(t, "readyz", f.do("GET", "/readyz", "", ""), 200, &got)
+	if got["status"] != "ready" {
+		t.Errorf("readyz = %v", got)
+	}
+	f.store.Close()
+	r := f.do("GET", "/readyz", "", "")
+	if r.status != http.StatusServiceUnavailable {
+		t.Fatalf("readyz with the store closed: %d %s, want 503", r.status, r.body)
+	}
+	if !strings.Contains(string(r.body), `"code":"unavailable"`) || strings.Contains(string(r.body), f.path) {
+		t.Errorf("readyz body %s: want code unavailable and no store path", r.body)
+	}
+}
+
 func TestHealthz(t *testing.T) {
 	f := newFixture(t, server.Options{})
 	var got map[string]string

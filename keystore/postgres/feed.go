@@ -54,6 +54,9 @@ type feed struct {
 
 func startFeed(s *Store, cfg *pgx.ConnConfig) (*feed, error) {
 	f := &feed{s: s, cfg: cfg.Copy(), quit: make(chan struct{}), done: make(chan struct{})}
+	// Its own name in pg_stat_activity, so that an operator tells it from
+	// the pool's connections.
+	f.cfg.RuntimeParams["application_name"] = cfg.RuntimeParams["application_name"] + "-feed"
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	conn, err := f.connect(ctx)

@@ -179,7 +179,7 @@ func schemaVersion(ctx context.Context, q interface {
 }
 
 // migrate applies the pending migrations, all in one transaction under an
-// advisory lock, so that replicas starting together migrate once and none
+// advisory lock (pg_advisory_lock), so that replicas starting together migrate once and none
 // sees half a schema.
 func (s *Store) migrate(ctx context.Context) error {
 	const op = "upgrade"
@@ -193,14 +193,27 @@ func (s *Store) migrate(ctx context.Context) error {
 	if version > SchemaVersion {
 		return s.newerError(version)
 	}
-	tx, err := s.pool.Begin(ctx)
+	// The lock is the session's, taken before the transaction begins: a
+	// transaction that began before another replica's migration committed
+	// may see stale catalog entries (to_regclass) even after waiting for it.
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return s.fail(ctx, op, err)
+	}
+	defer conn.Release()
+	if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock($1)", int64(migrateLock)); err != nil {
+		return s.fail(ctx, op, err)
+	}
+	defer func() {
+		if _, err := conn.Exec(context.Background(), "SELECT pg_advisory_unlock($1)", int64(migrateLock)); err != nil {
+			conn.Conn().Close(context.Background()) // closing the session releases the lock
+		}
+	}()
+	tx, err := conn.Begin(ctx)
 	if err != nil {
 		return s.fail(ctx, op, err)
 	}
 	defer tx.Rollback(context.Background())
-	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", int64(migrateLock)); err != nil {
-		return s.fail(ctx, op, err)
-	}
 	if version, err = schemaVersion(ctx, tx); err != nil {
 		return s.fail(ctx, op, err)
 	}

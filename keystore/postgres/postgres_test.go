@@ -1,8 +1,15 @@
 package postgres_test
 
 import (
+	"context"
 	"fmt"
+	"net/url"
+	"strings"
+	"sync"
 	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/chatbotplatform/keyctl/keystore"
 	"github.com/chatbotplatform/keyctl/keystore/postgres"
@@ -44,5 +51,219 @@ func TestMigrationsNumbered(t *testing.T) {
 		if want := fmt.Sprintf("migrations/%04d_", i+1); len(n) < len(want) || n[:len(want)] != want {
 			t.Errorf("migration %d is %s, want %s*.sql", i+1, n, want)
 		}
+	}
+}
+
+func ctx(t *testing.T) context.Context { return t.Context() }
+
+func query[T any](t *testing.T, dsn, sql string, args ...any) T {
+	t.Helper()
+	conn, err := pgx.Connect(ctx(t), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	var v T
+	if err := conn.QueryRow(ctx(t), sql, args...).Scan(&v); err != nil {
+		t.Fatalf("%s: %v", sql, err)
+	}
+	return v
+}
+
+// A database that a newer keyctl migrated is refused, and left as it is.
+func TestNewerSchemaRefused(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	open(t, dsn, postgres.Options{}).Close()
+	pgtest.Exec(t, dsn, "UPDATE keyctl_schema SET version = 99")
+	_, err := postgres.Open(dsn, postgres.Options{})
+	if keystore.ErrorCode(err) != keystore.EUNAVAILABLE || !strings.Contains(err.Error(), "newer keyctl (schema 99, this build knows 1); upgrade keyctl") {
+		t.Fatalf("Open = %v, want the newer-schema error", err)
+	}
+	if v := query[int32](t, dsn, "SELECT version FROM keyctl_schema"); v != 99 {
+		t.Errorf("schema version %d after the refusal, want 99", v)
+	}
+}
+
+// Replicas that start together on a new database migrate it once.
+func TestConcurrentOpenMigratesOnce(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	const n = 4
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i := range n {
+		wg.Go(func() {
+			s, err := postgres.Open(dsn, postgres.Options{})
+			if err == nil {
+				err = s.Close()
+			}
+			errs[i] = err
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("Open %d: %v", i, err)
+		}
+	}
+	if rows := query[int64](t, dsn, "SELECT count(*) FROM keyctl_schema"); rows != 1 {
+		t.Errorf("%d rows in keyctl_schema, want 1", rows)
+	}
+}
+
+// A database with tables of its own that keyctl did not make is refused
+// with a message that says so.
+func TestForeignTablesRefused(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	pgtest.Exec(t, dsn, "CREATE TABLE keys (x int)")
+	_, err := postgres.Open(dsn, postgres.Options{})
+	if err == nil || !strings.Contains(err.Error(), "tables that keyctl did not make") {
+		t.Fatalf("Open = %v, want the foreign-tables error", err)
+	}
+}
+
+// A password in the DSN never shows in an error.
+func TestPasswordNotShown(t *testing.T) {
+	for _, dsn := range []string{
+		"postgres://postgres:s3cretpw@127.0.0.1:1/keyctl?sslmode=disable&connect_timeout=2",
+		"postgresql://postgres@127.0.0.1:1/keyctl?sslmode=disable&password=s3cretpw&connect_timeout=2",
+		"postgres://postgres:s3cretpw@127.0.0.1:1/keyctl?sslmode=bogus",
+	} {
+		_, err := postgres.Open(dsn, postgres.Options{})
+		if err == nil {
+			t.Fatalf("Open(%s) succeeded", postgres.Redact(dsn))
+		}
+		if strings.Contains(err.Error(), "s3cretpw") {
+			t.Errorf("error shows the password: %v", err)
+		}
+		if !strings.Contains(err.Error(), "127.0.0.1:1") {
+			t.Errorf("error does not name the server: %v", err)
+		}
+	}
+	if got := postgres.Redact("postgres://u:pw@h/db?password=pw2"); strings.Contains(got, "pw@") || strings.Contains(got, "pw2") {
+		t.Errorf("Redact = %s", got)
+	}
+}
+
+// A revocation is judged by revoked_at being set: a replica whose clock is
+// an hour behind the revoking one's refuses the key too.
+func TestRevokedWhateverTheClock(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	now := time.Now()
+	a := open(t, dsn, postgres.Options{Now: func() time.Time { return now }})
+	defer a.Close()
+	b := open(t, dsn, postgres.Options{Now: func() time.Time { return now.Add(-time.Hour) }})
+	defer b.Close()
+	k, err := b.Create(ctx(t), keystore.CreateParams{Name: "skew", Scopes: []string{"bots:read"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Revoke(ctx(t), k.ID); err != nil {
+		t.Fatal(err)
+	}
+	v, err := b.Verify(ctx(t), k.Secret, nil)
+	if err != nil || v.Code != keystore.CodeRevoked {
+		t.Fatalf("Verify on the replica behind = %+v, %v; want revoked", v, err)
+	}
+	got, err := b.Get(ctx(t), k.ID)
+	if err != nil || got.Status != keystore.StatusRevoked {
+		t.Errorf("Get on the replica behind: %+v, %v; want status revoked", got, err)
+	}
+	if n, err := b.Count(ctx(t), keystore.ListFilter{Status: keystore.StatusRevoked}); err != nil || n != 1 {
+		t.Errorf("Count(revoked) = %d, %v; want 1", n, err)
+	}
+}
+
+// Verify writes no use per request: uses are written in batches, and the
+// last ones when the store closes.
+func TestUsesWrittenInBatches(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	a := open(t, dsn, postgres.Options{UseFlushInterval: time.Hour})
+	b := open(t, dsn, postgres.Options{})
+	defer b.Close()
+	k, err := a.Create(ctx(t), keystore.CreateParams{Name: "used", Scopes: []string{"bots:read"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 50 {
+		if v, err := a.Verify(ctx(t), k.Secret, nil); err != nil || !v.Valid {
+			t.Fatalf("Verify = %+v, %v", v, err)
+		}
+	}
+	if got, _ := a.Get(ctx(t), k.ID); got.LastUsedAt == nil {
+		t.Error("the verifying store does not show the use it holds")
+	}
+	if got, _ := b.Get(ctx(t), k.ID); got.LastUsedAt != nil {
+		t.Errorf("last_used_at %v in the database before the flush", got.LastUsedAt)
+	}
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := b.Get(ctx(t), k.ID); got.LastUsedAt == nil {
+		t.Error("Close did not write the use")
+	}
+}
+
+// The change feed sees a change made through another store, also after its
+// connection was cut with pg_terminate_backend, and Ready says whether it
+// is connected.
+func TestFeed(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	w := open(t, dsn, postgres.Options{Watch: true})
+	defer w.Close()
+	other := open(t, dsn, postgres.Options{})
+	defer other.Close()
+
+	change := func() int64 {
+		t.Helper()
+		if _, err := other.Create(ctx(t), keystore.CreateParams{Name: "k", Scopes: []string{"bots:read"}}); err != nil {
+			t.Fatal(err)
+		}
+		v, err := other.Version(ctx(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	wait := func(what string, v int64) {
+		t.Helper()
+		c, cancel := context.WithTimeout(ctx(t), 10*time.Second)
+		defer cancel()
+		if err := w.WaitVersion(c, v); err != nil {
+			t.Fatalf("%s: version %d not seen: %v", what, v, err)
+		}
+	}
+	wait("first change", change())
+	if err := w.Ready(ctx(t)); err != nil {
+		t.Fatalf("Ready = %v", err)
+	}
+
+	killed := query[int64](t, dsn, `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+		WHERE datname = current_database() AND application_name = 'keyctl-feed'`)
+	if killed != 1 {
+		t.Fatalf("terminated %d feed connections, want 1", killed)
+	}
+	wait("change after the feed's connection was cut", change())
+	if err := w.Ready(ctx(t)); err != nil {
+		t.Errorf("Ready after reconnecting = %v", err)
+	}
+}
+
+// Ready fails once the database is gone.
+func TestReadyFailsWithoutDatabase(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	s := open(t, dsn, postgres.Options{Watch: true})
+	defer s.Close()
+	if err := s.Ready(ctx(t)); err != nil {
+		t.Fatalf("Ready = %v", err)
+	}
+	u, err := url.Parse(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := strings.TrimPrefix(u.Path, "/")
+	pgtest.Exec(t, pgtest.Admin(t), "DROP DATABASE "+name+" WITH (FORCE)")
+	err = s.Ready(ctx(t))
+	if keystore.ErrorCode(err) != keystore.EUNAVAILABLE {
+		t.Fatalf("Ready without the database = %v, want unavailable", err)
 	}
 }

@@ -440,3 +440,12 @@ func storeError(path, op string, err error) error {
 	// SQLite never sees a secret, only its hash, so its message is safe to show.
 	return keystore.Errorf(keystore.EINTERNAL, "%s in store %s: %v", op, path, err)
 }
+
+// Ready reports whether the store can serve now: its file can be read.
+func (s *Store) Ready(ctx context.Context) error {
+	var n int
+	if err := s.db.QueryRowContext(ctx, "SELECT count(*) FROM (SELECT 1 FROM keys LIMIT 1)").Scan(&n); err != nil {
+		return s.fail(ctx, "check store", err)
+	}
+	return nil
+}
