@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/chatbotplatform/keyctl/keystore"
 )
@@ -261,6 +262,11 @@ func (s *Store) Verify(ctx context.Context, secret string, scopes []string) (*ke
 	now := s.clock()
 	hash := keystore.HashToken(secret)
 	k, err := scanKey(s.pool.QueryRow(ctx, "SELECT "+keyColumns+" FROM keys WHERE secret_hash = $1", hash[:]), now)
+	if err != nil && lostConn(ctx, err) {
+		// The pool's connection was cut (a failover, pg_terminate_backend):
+		// a read is safe to send again, on a new one.
+		k, err = scanKey(s.pool.QueryRow(ctx, "SELECT "+keyColumns+" FROM keys WHERE secret_hash = $1", hash[:]), now)
+	}
 	if errors.Is(err, pgx.ErrNoRows) {
 		k, err = nil, nil
 	}
@@ -314,6 +320,16 @@ func (s *Store) Audit(ctx context.Context, keyID string) ([]keystore.Event, erro
 		return nil, s.fail(ctx, op, err)
 	}
 	return events, nil
+}
+
+// lostConn reports whether err is the loss of a connection rather than an
+// answer of the database or the end of ctx.
+func lostConn(ctx context.Context, err error) bool {
+	if ctx.Err() != nil || errors.Is(err, pgx.ErrNoRows) {
+		return false
+	}
+	pe, isPg := errors.AsType[*pgconn.PgError](err)
+	return !isPg || strings.HasPrefix(pe.Code, "57P") // admin_shutdown and the like
 }
 
 // inTx runs fn in one transaction and commits when fn succeeds.

@@ -267,3 +267,25 @@ func TestReadyFailsWithoutDatabase(t *testing.T) {
 		t.Fatalf("Ready without the database = %v, want unavailable", err)
 	}
 }
+
+// Verify goes on after the pool's connections were cut: it sends the read
+// again on a new connection.
+func TestVerifyAfterConnectionsCut(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	s := open(t, dsn, postgres.Options{})
+	defer s.Close()
+	k, err := s.Create(ctx(t), keystore.CreateParams{Name: "k", Scopes: []string{"bots:read"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		killed := query[int64](t, dsn, `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+			WHERE datname = current_database() AND application_name = 'keyctl'`)
+		if killed == 0 {
+			t.Fatal("no connection of the store to cut")
+		}
+		if v, err := s.Verify(ctx(t), k.Secret, nil); err != nil || !v.Valid {
+			t.Fatalf("Verify after the connections were cut = %+v, %v", v, err)
+		}
+	}
+}
