@@ -65,11 +65,18 @@ func NewCmdServe(f *Factory, runF func(*ServeOptions) error) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "serve [--addr HOST:PORT] [--tls-cert FILE --tls-key FILE] [--rate-limit N/s]",
 		Short: "Serve the key store as an HTTP API",
-		Long: `Serve the local SQLite key store (--store, or the profile's store) as the
-key service's HTTP API, so that clients and other keyctl commands can use it
-with --api-url http://HOST:PORT/v1 and an API key in CHATBOT_API_KEY.
+		Long: `Serve the key store (--store, or the profile's store: a SQLite file, or a
+PostgreSQL database by its postgres:// DSN) as the key service's HTTP API,
+so that clients and other keyctl commands can use it with
+--api-url http://HOST:PORT/v1 and an API key in CHATBOT_API_KEY.
 
-Every request but GET /healthz needs "Authorization: Bearer <key>"; managing
+Several replicas may serve one PostgreSQL database behind a load balancer:
+each verifies keys in the database, so a change made through any of them is
+seen by all. GET /readyz answers 503 while the replica cannot reach its
+store (or, on PostgreSQL, its change feed). Rate limits are counted by each
+replica.
+
+Every request but GET /healthz and GET /readyz needs "Authorization: Bearer <key>"; managing
 keys and reading the audit log need a key with the admin scope, verifying a
 key needs any valid key. Create the first admin key locally:
 keyctl --store FILE create --name admin --scope admin.
@@ -82,7 +89,8 @@ free port. SIGINT or SIGTERM stops the server gracefully, writing what is
 left of the log.`,
 		Example: `  keyctl --store keys.db create -q --name admin --scope admin
   keyctl --store keys.db serve --addr 127.0.0.1:8080
-  keyctl serve --addr :8443 --tls-cert cert.pem --tls-key key.pem --rate-limit 6000/m`,
+  keyctl serve --addr :8443 --tls-cert cert.pem --tls-key key.pem --rate-limit 6000/m
+  keyctl --store 'postgres://keyctl@db:5432/keyctl?sslmode=verify-full' serve --addr :8080`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := opts.resolve(); err != nil {
