@@ -21,8 +21,9 @@ type AuditOptions struct {
 func NewCmdAudit(f *Factory, runF func(*AuditOptions) error) *cobra.Command {
 	opts := &AuditOptions{f: f}
 	cmd := &cobra.Command{
-		Use:   "audit [--key KEY_ID]",
-		Short: "Show the audit log of key changes",
+		Annotations: existingStore,
+		Use:         "audit [--key KEY_ID]",
+		Short:       "Show the audit log of key changes",
 		Long: `Show every change to keys, oldest first: create, rotate, revoke and import,
 with who made it and when. The actor is the OS user for a local store and the
 calling key's ID through the key service. Secrets never appear.`,

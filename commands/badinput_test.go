@@ -139,7 +139,22 @@ var badInputs = []badInput{
 	{name: "bad output format from environment", args: []string{"list"}, env: []string{"KEYCTL_OUTPUT=yaml"}, code: 2, err: `invalid output format "yaml"`},
 	{name: "bad timeout from environment", args: []string{"list"}, env: []string{"KEYCTL_TIMEOUT=soon"}, code: 2, err: `invalid value "soon" for --timeout \(from KEYCTL_TIMEOUT`},
 	{name: "broken config yaml", args: []string{"--config", "{DIR}/config.yaml", "list"}, setup: writeTo("config.yaml", "profile: [\nprofiles: {\n"), code: 1, err: `read config .*config.yaml: .*yaml: line`},
-	{name: "config of the wrong shape", args: []string{"--config", "{DIR}/config.yaml", "list"}, setup: writeTo("config.yaml", "limit: many\n"), code: 2, err: `invalid value "many" for --limit`},
+	{name: "config of the wrong shape", args: []string{"--config", "{DIR}/config.yaml", "list"}, setup: writeTo("config.yaml", "timeout: many\n"), code: 2, err: `invalid value "many" for --timeout \(from .*config.yaml\)`},
+	{name: "yes from environment is not an answer", args: []string{"revoke", "{A}"}, env: []string{"KEYCTL_YES=true"}, code: 2, err: `revoke needs --yes when not run on a terminal`},
+	{name: "yes in config is not an answer", args: []string{"--config", "{DIR}/config.yaml", "revoke", "{A}"}, setup: writeTo("config.yaml", "yes: true\nprofile: p\nprofiles:\n  p: {yes: true}\n"), code: 2, err: `revoke needs --yes when not run on a terminal`},
+	{name: "store and api-url both given", args: []string{"--store", "{DIR}/x.db", "--api-url", "{API}/v1", "list"}, env: []string{"CHATBOT_API_KEY={ASECRET}"}, code: 2, err: `--store and --api-url name two different key stores: give one`},
+	{name: "store given empty", args: []string{"--store", "", "list"}, code: 2, err: `--store needs a path: an empty one is not the default store`},
+	{name: "store given empty with equals", args: []string{"--store=", "create", "--name", "x", "--scope", "bots:read"}, code: 2, err: `--store needs a path`},
+	{name: "api-url given empty", args: []string{"--api-url", "", "list"}, code: 2, err: `--api-url needs a URL`},
+	{name: "store and api-url both in environment", args: []string{"list"}, env: []string{"KEYCTL_API_URL={API}/v1", "CHATBOT_API_KEY={ASECRET}"}, code: 2, err: `both KEYCTL_STORE and KEYCTL_API_URL are set`},
+	{name: "store and api-url both in one profile", args: []string{"--config", "{DIR}/config.yaml", "list"}, env: []string{"KEYCTL_STORE="}, setup: writeTo("config.yaml", "profile: p\nprofiles:\n  p: {store: x.db, api_url: 'http://127.0.0.1:1/v1'}\n"), code: 2, err: `profile "p" of .*config.yaml sets both store and api_url`},
+	{name: "serve with a key service from the environment", args: []string{"serve"}, env: []string{"KEYCTL_STORE=", "KEYCTL_API_URL={API}/v1"}, code: 2, err: `serve serves a local store, but KEYCTL_API_URL names a key service`},
+	{name: "list on a missing store", args: []string{"--store", "{DIR}/missing.db", "list"}, code: 1, err: `^error: no key store at .*missing.db; nothing was created$`},
+	{name: "show on a missing store", args: []string{"show", "{A}"}, env: []string{"KEYCTL_STORE={DIR}/nowhere/keys.db"}, code: 1, err: `no key store at .*nowhere/keys.db \(from KEYCTL_STORE\); nothing was created`},
+	{name: "verify on a missing store", args: []string{"--store", "{DIR}/missing.db", "verify", "{ASECRET}"}, code: 1, err: `no key store at`},
+	{name: "audit on a missing store", args: []string{"--store", "{DIR}/missing.db", "audit"}, code: 1, err: `no key store at`},
+	{name: "revoke on a missing store", args: []string{"--store", "{DIR}/missing.db", "revoke", "--yes", "{A}"}, code: 1, err: `no key store at`},
+	{name: "rotate on a missing store", args: []string{"--store", "{DIR}/missing.db", "rotate", "--older-than", "1d"}, code: 1, err: `no key store at`},
 	{name: "missing config file", args: []string{"--config", "{DIR}/none.yaml", "list"}, code: 2, err: `config file .*none.yaml: no such file`},
 	{name: "unknown profile", args: []string{"--config", "{DIR}/config.yaml", "--profile", "prod", "list"}, setup: writeTo("config.yaml", "profiles:\n  dev: {}\n"), code: 2, err: `profile "prod" not found`},
 	{name: "unknown completion shell", args: []string{"completion", "tcsh"}, code: 2},
@@ -214,7 +229,8 @@ func TestBadInput(t *testing.T) {
 			for _, e := range tc.env {
 				env = append(env, sub(e))
 			}
-			env = childEnv(filepath.Join(dir, "home"), append(env, "KEYCTL_STORE="+store)...)
+			// The case's own variables come last, so that they win.
+			env = childEnv(filepath.Join(dir, "home"), append([]string{"KEYCTL_STORE=" + store}, env...)...)
 
 			cmd, stdout, stderr := keyctlCmd(t, env, sub(tc.stdin), args...)
 			if tc.readOnly && os.Geteuid() == 0 {
@@ -271,7 +287,7 @@ func checkErrorOutput(t *testing.T, stderr, want string) {
 		len(lines) == 2 && !strings.HasPrefix(lines[1], "hint: ") {
 		t.Errorf("stderr is not one error line and at most one hint:\n%s", stderr)
 	}
-	if msg := strings.TrimPrefix(lines[0], "error: "); msg != strings.ToLower(msg[:1])+msg[1:] {
+	if msg := strings.TrimPrefix(lines[0], "error: "); msg == "" || msg != strings.ToLower(msg[:1])+msg[1:] {
 		t.Errorf("error line does not start in lower case: %q", lines[0])
 	}
 	if want != "" && !regexp.MustCompile(want).MatchString(lines[0]) {

@@ -24,7 +24,9 @@ type Settings struct {
 	ConfigPath string // the config file read, or that would be read
 	Profile    string
 	StorePath  string
+	StoreFrom  string // where StorePath comes from: --store, KEYCTL_STORE, the config file; "" for the default
 	APIURL     string
+	APIURLFrom string // where APIURL comes from, as StoreFrom
 	APIKeyEnv  string // the environment variable holding the remote API key
 	Timeout    time.Duration
 	Format     string
@@ -75,12 +77,42 @@ func envName(flag string) string {
 // configKey is the config file key for a flag: dashes become underscores.
 func configKey(flag string) string { return strings.ReplaceAll(flag, "-", "_") }
 
-// flags never taken from the environment or the config file.
-var notConfigurable = []string{"help", "version", "config", "profile"}
+// globalFlags are the options taken from KEYCTL_* variables and the config
+// file, as in gh and kubectl: where the keys are and how to show them. A
+// command's own flags never are: KEYCTL_YES or "yes: true" in a shared
+// config must not answer revoke's question. (--config and --profile pick
+// the file and profile, and are read first.)
+var globalFlags = []string{"store", "api-url", "timeout", "output", "no-color"}
 
-// loadConfig reads the config file into a fresh viper and fills every flag
-// of cmd that the user did not set from KEYCTL_* variables, the selected
-// profile, or the file's top level, in that order.
+// setting is where an unset flag's value comes from.
+type setting struct {
+	val  any
+	from string // KEYCTL_STORE, profile "dev" of /path/config.yaml, /path/config.yaml
+	rank int    // 1 environment, 2 profile, 3 top level of the file
+}
+
+// lookupSetting finds the value of flag name in the environment, the
+// profile and the top level of the config file, in that order.
+func lookupSetting(v *viper.Viper, path, profile, name string) (setting, bool) {
+	if e := os.Getenv(envName(name)); e != "" {
+		return setting{e, envName(name), 1}, true
+	}
+	if k := "profiles." + profile + "." + configKey(name); profile != "" && v.IsSet(k) {
+		return setting{v.Get(k), fmt.Sprintf("profile %q of %s", profile, path), 2}, true
+	}
+	if v.IsSet(configKey(name)) {
+		return setting{v.Get(configKey(name)), path, 3}, true
+	}
+	return setting{}, false
+}
+
+// loadConfig reads the config file into a fresh viper and fills every
+// global flag that the user did not set from KEYCTL_* variables, the
+// selected profile, or the file's top level, in that order. --store and
+// --api-url name the store: given both on the line, they are a usage
+// error; one given on the line wins over the other from the environment or
+// the config file; from the environment and config, the closer source
+// wins, and both at the same level are a usage error.
 func loadConfig(cmd *cobra.Command, s *Settings) error {
 	flags := cmd.Flags()
 	v, path, err := readConfig(cmd)
@@ -106,31 +138,90 @@ func loadConfig(cmd *cobra.Command, s *Settings) error {
 	}
 	s.Profile = profile
 
-	flags.VisitAll(func(f *pflag.Flag) {
-		if err != nil || f.Changed || slices.Contains(notConfigurable, f.Name) {
-			return
-		}
-		var val any
-		if e := os.Getenv(envName(f.Name)); e != "" {
-			val = e
-		} else if k := "profiles." + profile + "." + configKey(f.Name); profile != "" && v.IsSet(k) {
-			val = v.Get(k)
-		} else if v.IsSet(configKey(f.Name)) {
-			val = v.Get(configKey(f.Name))
-		}
-		if val == nil {
-			return
-		}
-		err = setFlag(flags, f, val)
-	})
-	if err != nil {
+	if err := checkStoreFlags(flags); err != nil {
 		return err
+	}
+	found := map[string]setting{}
+	for _, name := range globalFlags {
+		if f := flags.Lookup(name); f != nil && !f.Changed {
+			if set, ok := lookupSetting(v, path, profile, name); ok {
+				found[name] = set
+			}
+		}
+	}
+	if err := pickStore(flags, found, s); err != nil {
+		return err
+	}
+	for _, name := range globalFlags {
+		if set, ok := found[name]; ok {
+			if err := setFlag(flags, flags.Lookup(name), set); err != nil {
+				return err
+			}
+		}
 	}
 	if profile != "" {
 		s.APIKeyEnv = v.GetString("profiles." + profile + ".api_key_env")
 	}
 	if s.APIKeyEnv == "" {
 		s.APIKeyEnv = defaultAPIKeyEnv
+	}
+	return nil
+}
+
+// checkStoreFlags refuses --store and --api-url given together on the
+// line, and either given empty (which would mean the default store, or
+// none, without saying so).
+func checkStoreFlags(flags *pflag.FlagSet) error {
+	store, api := flags.Lookup("store"), flags.Lookup("api-url")
+	if store == nil || api == nil {
+		return nil
+	}
+	if store.Changed && api.Changed {
+		return withHint(usageError("--store and --api-url name two different key stores: give one"),
+			"--store FILE works on a local store, --api-url URL on a key service")
+	}
+	if store.Changed && strings.TrimSpace(store.Value.String()) == "" {
+		return withHint(usageError("--store needs a path: an empty one is not the default store"), "leave --store out for the default store, "+defaultStorePath())
+	}
+	if api.Changed && strings.TrimSpace(api.Value.String()) == "" {
+		return usageError("--api-url needs a URL, such as https://keys.example.com/v1")
+	}
+	return nil
+}
+
+// pickStore keeps, of the store and api-url settings found in the
+// environment and config file, the one that applies, and records where
+// each setting in effect comes from.
+func pickStore(flags *pflag.FlagSet, found map[string]setting, s *Settings) error {
+	for name, from := range map[string]*string{"store": &s.StoreFrom, "api-url": &s.APIURLFrom} {
+		if f := flags.Lookup(name); f != nil && f.Changed {
+			*from = "--" + name
+		}
+	}
+	st, haveStore := found["store"]
+	api, haveAPI := found["api-url"]
+	switch {
+	case s.StoreFrom != "":
+		delete(found, "api-url") // --store beats KEYCTL_API_URL and api_url
+	case s.APIURLFrom != "":
+		delete(found, "store")
+	case haveStore && haveAPI && st.rank == api.rank:
+		if st.rank == 1 {
+			return withHint(usageError("both KEYCTL_STORE and KEYCTL_API_URL are set: keyctl cannot tell which store to use"),
+				"unset one, or pass --store FILE or --api-url URL, which wins over both")
+		}
+		return withHint(usageError("%s sets both store and api_url: keyctl cannot tell which store to use", st.from),
+			"keep one of them, or pass --store FILE or --api-url URL")
+	case haveStore && haveAPI && st.rank < api.rank:
+		delete(found, "api-url")
+	case haveStore && haveAPI:
+		delete(found, "store")
+	}
+	if set, ok := found["store"]; ok {
+		s.StoreFrom = set.from
+	}
+	if set, ok := found["api-url"]; ok {
+		s.APIURLFrom = set.from
 	}
 	return nil
 }
@@ -161,9 +252,9 @@ func readConfig(cmd *cobra.Command) (v *viper.Viper, path string, err error) {
 
 // setFlag gives an unset flag a value from the environment or config file,
 // as if typed, so that commands read only their flags.
-func setFlag(flags *pflag.FlagSet, f *pflag.Flag, val any) error {
+func setFlag(flags *pflag.FlagSet, f *pflag.Flag, set setting) error {
 	var values []string
-	switch x := val.(type) {
+	switch x := set.val.(type) {
 	case []any:
 		for _, e := range x {
 			values = append(values, fmt.Sprint(e))
@@ -173,7 +264,7 @@ func setFlag(flags *pflag.FlagSet, f *pflag.Flag, val any) error {
 	}
 	for _, s := range values {
 		if err := flags.Set(f.Name, s); err != nil {
-			return usageError("invalid value %q for --%s (from %s or the config file): %s", s, f.Name, envName(f.Name), oneLine(err.Error()))
+			return usageError("invalid value %q for --%s (from %s): %s", s, f.Name, set.from, oneLine(err.Error()))
 		}
 	}
 	return nil

@@ -21,9 +21,11 @@ func NewCmdConfig(f *Factory, runF func(*ConfigOptions) error) *cobra.Command {
 		Use:   "config {path|view|profiles}",
 		Short: "Show keyctl's configuration",
 		Long: `Show where keyctl reads its configuration and what it resolves to.
-Settings come from flags, then KEYCTL_* environment variables, then the
-selected profile of the config file, then its top level, then defaults.
-API keys are never read from the config file and never printed.`,
+The global options (--store, --api-url, --timeout, --output, --no-color)
+come from flags, then KEYCTL_* environment variables, then the selected
+profile of the config file, then its top level, then defaults. A command's
+own flags (such as --yes) come only from the command line. API keys are
+never read from the config file and never printed.`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 0 {
 				return withHint(usageError("config needs a subcommand: path, view or profiles"), "keyctl config view")

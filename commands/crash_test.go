@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/chatbotplatform/keyctl/keystore"
+	"github.com/chatbotplatform/keyctl/keystore/sqlite"
 )
 
 // killedRun starts keyctl, sends it SIGKILL after delay unless it is done
@@ -218,7 +219,12 @@ func TestKilledImportLeavesWholeBatches(t *testing.T) {
 	if err := os.WriteFile(records, []byte(b.String()), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	mustRun(t, env, "list") // makes the store
+	// Make the store: list would not, on a store that does not exist.
+	made, err := sqlite.Open(store, sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	made.Close()
 
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("random seed %d", seed)

@@ -2,6 +2,9 @@ package commands
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"io/fs"
 	"os"
 	"os/user"
 	"strings"
@@ -30,6 +33,11 @@ type Factory struct {
 	// PostgreSQL store watch its change feed: for a long-lived process
 	// (serve), set before the first call to Store.
 	CacheVerify bool
+
+	// StoreMustExist refuses a local store file that does not exist instead
+	// of creating an empty one: set by the root, before the first call to
+	// Store, for commands annotated with storeExisting.
+	StoreMustExist bool
 
 	store keystore.Store
 }
@@ -68,7 +76,19 @@ func (f *Factory) openStore() (keystore.Store, error) {
 		// tells whether it reaches it.
 		return postgres.Open(s.StorePath, postgres.Options{Now: f.Now, Watch: f.CacheVerify})
 	}
-	return sqlite.Open(s.StorePath, sqlite.Options{Now: f.Now, CacheVerify: f.CacheVerify})
+	st, err := sqlite.Open(s.StorePath, sqlite.Options{Now: f.Now, CacheVerify: f.CacheVerify, MustExist: f.StoreMustExist})
+	if err != nil && f.StoreMustExist && keystore.ErrorCode(err) == keystore.EUNAVAILABLE && !exists(s.StorePath) {
+		from := ""
+		if s.StoreFrom != "" && s.StoreFrom != "--store" {
+			from = " (from " + s.StoreFrom + ")"
+		}
+		return nil, withHint(fmt.Errorf("%s%s; nothing was created", err, from),
+			"create a key there first (keyctl create), or name another store with --store FILE or --api-url URL")
+	}
+	if err != nil {
+		return nil, err
+	}
+	return st, nil
 }
 
 // Close closes the store if one was opened.
@@ -92,4 +112,9 @@ func localActor() string {
 		return u
 	}
 	return "unknown"
+}
+
+func exists(path string) bool {
+	_, err := os.Stat(path)
+	return !errors.Is(err, fs.ErrNotExist)
 }

@@ -30,8 +30,9 @@ type ListOptions struct {
 func NewCmdList(f *Factory, runF func(*ListOptions) error) *cobra.Command {
 	opts := &ListOptions{f: f}
 	cmd := &cobra.Command{
-		Use:   "list",
-		Short: "List API keys, newest first",
+		Annotations: existingStore,
+		Use:         "list",
+		Short:       "List API keys, newest first",
 		Long: `List API keys, newest first: the 50 newest by default, every key with --all.
 Filters combine. Secrets are never shown; the hint identifies a key.`,
 		Example: `  keyctl list

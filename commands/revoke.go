@@ -23,8 +23,9 @@ type RevokeOptions struct {
 func NewCmdRevoke(f *Factory, runF func(*RevokeOptions) error) *cobra.Command {
 	opts := &RevokeOptions{f: f}
 	cmd := &cobra.Command{
-		Use:   "revoke KEY_ID...",
-		Short: "Revoke API keys: they stop working at once",
+		Annotations: existingStore,
+		Use:         "revoke KEY_ID...",
+		Short:       "Revoke API keys: they stop working at once",
 		Long: `Revoke one or more API keys. A revoked key stops working at once and cannot
 be restored. Revoking a key twice is not an error.
 

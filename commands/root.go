@@ -160,6 +160,7 @@ remote key service.`,
 			if err := loadConfig(cmd, s); err != nil {
 				return err
 			}
+			f.StoreMustExist = cmd.Annotations["store"] == "existing"
 			if noColor {
 				f.IO.SetColor(false)
 			}
@@ -224,6 +225,12 @@ remote key service.`,
 	cmd.SetVersionTemplate("{{keyctlVersion}}\n")
 	return cmd
 }
+
+// existingStore annotates the commands that work on keys a store holds
+// already: on a local store file that does not exist they refuse, rather
+// than create an empty store (a typo in --store would otherwise pass
+// silently).
+var existingStore = map[string]string{"store": "existing"}
 
 // flagChanged reports whether the user set a flag, directly or through the
 // environment or config file.

@@ -40,8 +40,9 @@ type rotation struct {
 func NewCmdRotate(f *Factory, runF func(*RotateOptions) error) *cobra.Command {
 	opts := &RotateOptions{f: f}
 	cmd := &cobra.Command{
-		Use:   "rotate {KEY_ID | --older-than DURATION}",
-		Short: "Replace a key with a new secret",
+		Annotations: existingStore,
+		Use:         "rotate {KEY_ID | --older-than DURATION}",
+		Short:       "Replace a key with a new secret",
 		Long: `Replace a key with a new one that has the same name, scopes, environment
 and metadata, and print the new secret once. The old key stops working at
 once, or at the end of --grace so that clients can switch over.

@@ -111,9 +111,13 @@ left of the log.`,
 }
 
 func (opts *ServeOptions) resolve() error {
-	if opts.f.Settings.APIURL != "" {
-		return withHint(usageError("serve serves a local store; --api-url (here %s) is for clients of a key service", opts.f.Settings.APIURL),
-			"pass --store FILE, or a profile with a store")
+	if s := opts.f.Settings; s.APIURL != "" {
+		if s.APIURLFrom == "--api-url" {
+			return withHint(usageError("serve serves a local store; --api-url (here %s) is for clients of a key service", s.APIURL),
+				"drop --api-url and pass --store FILE")
+		}
+		return withHint(usageError("serve serves a local store, but %s names a key service (%s)", s.APIURLFrom, s.APIURL),
+			"pass --store FILE, which wins over "+s.APIURLFrom)
 	}
 	if (opts.TLSCert == "") != (opts.TLSKey == "") {
 		return usageError("--tls-cert and --tls-key go together")

@@ -18,9 +18,10 @@ type ShowOptions struct {
 func NewCmdShow(f *Factory, runF func(*ShowOptions) error) *cobra.Command {
 	opts := &ShowOptions{f: f}
 	cmd := &cobra.Command{
-		Use:   "show KEY_ID",
-		Short: "Show one API key",
-		Long:  "Show every field of one API key. The secret itself is never shown again.",
+		Annotations: existingStore,
+		Use:         "show KEY_ID",
+		Short:       "Show one API key",
+		Long:        "Show every field of one API key. The secret itself is never shown again.",
 		Example: `  keyctl show key_3nF8a9QzLm2Xc7Pb
   keyctl show key_3nF8a9QzLm2Xc7Pb -o json | jq -r '.scopes[]'`,
 		Args: exactArgs(1, "a key ID"),

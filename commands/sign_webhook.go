@@ -379,28 +379,16 @@ func parseUnixFlag(s string) (int64, error) {
 	return n, nil
 }
 
-// webhookSecrets returns the secrets to use: those typed with --secret,
-// else those in KEYCTL_WEBHOOK_SECRET, else those the root filled into
-// --secret from KEYCTL_SECRET. A value from the environment may hold several
-// secrets separated by spaces. Secrets are never taken from the config file.
+// webhookSecrets returns the secrets to use: those given with --secret,
+// else those in KEYCTL_WEBHOOK_SECRET, which may hold several separated by
+// spaces. Secrets never come from the config file (nor does any flag of a
+// command: only global options do).
 func webhookSecrets(flagValues []string, typed bool) ([]string, error) {
 	if typed {
 		return flagValues, nil
 	}
 	if secrets := strings.Fields(os.Getenv(webhookSecretEnv)); len(secrets) > 0 {
 		return secrets, nil
-	}
-	if len(flagValues) > 0 {
-		if os.Getenv(envName("secret")) == "" {
-			return nil, withHint(usageError("webhook secrets are not read from the config file"), "pass --secret, or set "+webhookSecretEnv)
-		}
-		var secrets []string
-		for _, v := range flagValues {
-			secrets = append(secrets, strings.Fields(v)...)
-		}
-		if len(secrets) > 0 {
-			return secrets, nil
-		}
 	}
 	return nil, withHint(usageError("no webhook secret given"), "pass --secret or set "+webhookSecretEnv+"; keyctl sign-webhook --new-secret makes one")
 }

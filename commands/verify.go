@@ -25,8 +25,9 @@ type VerifyOptions struct {
 func NewCmdVerify(f *Factory, runF func(*VerifyOptions) error) *cobra.Command {
 	opts := &VerifyOptions{f: f}
 	cmd := &cobra.Command{
-		Use:   "verify [KEY | -]",
-		Short: "Check that an API key is valid",
+		Annotations: existingStore,
+		Use:         "verify [KEY | -]",
+		Short:       "Check that an API key is valid",
 		Long: `Check an API key the way the API does: its format (offline, by checksum),
 that it exists, is not revoked or expired, and holds every --scope. Records
 the key's last use.

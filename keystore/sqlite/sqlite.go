@@ -80,6 +80,10 @@ type Options struct {
 	// CacheSize bounds the number of key records cached, each some 500
 	// bytes; 0 means 100,000.
 	CacheSize int
+
+	// MustExist refuses a store file that does not exist, instead of
+	// creating it: for commands that only read or change existing keys.
+	MustExist bool
 }
 
 // Store is a keystore.Store on a SQLite file. It is safe for concurrent use,
@@ -95,7 +99,7 @@ type Store struct {
 var _ keystore.Store = (*Store)(nil)
 
 // Open opens the store at path, creating it (mode 0600, in a folder of mode
-// 0700) when it does not exist, and brings its schema up to date. It refuses,
+// 0700) when it does not exist unless opts.MustExist, and brings its schema up to date. It refuses,
 // without changing a byte, a file that is not a keyctl store or that a newer
 // keyctl wrote.
 func Open(path string, opts Options) (*Store, error) {
@@ -105,6 +109,11 @@ func Open(path string, opts Options) (*Store, error) {
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		return nil, keystore.Errorf(keystore.EUNAVAILABLE, "open store %s: %v", path, err)
+	}
+	if opts.MustExist {
+		if _, err := os.Stat(abs); errors.Is(err, fs.ErrNotExist) {
+			return nil, keystore.Errorf(keystore.EUNAVAILABLE, "no key store at %s", path)
+		}
 	}
 	isNew, err := prepareFile(path, abs)
 	if err != nil {

@@ -552,3 +552,30 @@ func writeFile(t *testing.T, path, content string) {
 		t.Fatal(err)
 	}
 }
+
+// MustExist refuses a missing file and creates nothing, not even its folder.
+func TestMustExist(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "sub", "keys.db")
+	s, err := sqlite.Open(path, sqlite.Options{MustExist: true})
+	if err == nil {
+		s.Close()
+		t.Fatal("Open with MustExist opened a missing store")
+	}
+	if keystore.ErrorCode(err) != keystore.EUNAVAILABLE || !strings.Contains(err.Error(), "no key store at "+path) {
+		t.Errorf("Open = %v (%s), want EUNAVAILABLE naming the path", err, keystore.ErrorCode(err))
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Errorf("Open with MustExist left %v", entries)
+	}
+	s, err = sqlite.Open(path, sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	s, err = sqlite.Open(path, sqlite.Options{MustExist: true})
+	if err != nil {
+		t.Fatalf("Open with MustExist on an existing store: %v", err)
+	}
+	s.Close()
+}
