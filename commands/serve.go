@@ -56,6 +56,8 @@ type ServeOptions struct {
 	TLSKey    string
 	RateLimit string
 
+	TestKeysManageLive bool
+
 	Rate float64 // requests per second per API key, from RateLimit; 0: no limit
 }
 
@@ -80,6 +82,11 @@ Every request but GET /healthz and GET /readyz needs "Authorization: Bearer <key
 keys and reading the audit log need a key with the admin scope, verifying a
 key needs any valid key. Create the first admin key locally:
 keyctl --store FILE create --name admin --scope admin.
+
+A test key (sk_test_) manages test keys only: with it, creating, rotating,
+revoking or importing a live key is refused with 403, so that a test admin
+key handed to CI or developers cannot make live keys.
+--test-keys-manage-live lifts that rule.
 
 Each request is logged as one JSON line on stderr (never a secret), written
 in batches at most 0.1s after the request; other lines, and those of
@@ -107,6 +114,7 @@ left of the log.`,
 	fl.StringVar(&opts.TLSCert, "tls-cert", "", "serve HTTPS with this certificate file (PEM)")
 	fl.StringVar(&opts.TLSKey, "tls-key", "", "the private key file (PEM) of --tls-cert")
 	fl.StringVar(&opts.RateLimit, "rate-limit", "100/s", "requests allowed per API key, such as 100/s or 6000/m; 0 for no limit")
+	fl.BoolVar(&opts.TestKeysManageLive, "test-keys-manage-live", false, "let test keys (sk_test_) with the admin scope manage live keys too")
 	return cmd
 }
 
@@ -180,7 +188,7 @@ func serveRun(ctx context.Context, opts *ServeOptions) error {
 	defer logs.Close()
 	logger := server.NewLogger(logs)
 	srv := &http.Server{
-		Handler:           server.New(store, server.Options{Logger: logger, RateLimit: opts.Rate}),
+		Handler:           server.New(store, server.Options{Logger: logger, RateLimit: opts.Rate, TestKeysManageLive: opts.TestKeysManageLive}),
 		ReadHeaderTimeout: readHeaderTimeout,
 		ReadTimeout:       readTimeout,
 		WriteTimeout:      writeTimeout,

@@ -2,6 +2,7 @@ package server
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"slices"
 
@@ -54,6 +55,9 @@ func (s *Server) importKeys(c *call) (result, error) {
 			reply.Failed++
 			reply.Errors = append(reply.Errors, keystore.ImportFailed{Line: i + 1, Message: err.Error()})
 			continue
+		}
+		if err := s.mayManage(c, k.Params.Environment, fmt.Sprintf("import a live key (record %d)", i+1)); err != nil {
+			return result{}, err // all or nothing: not a failure of one record
 		}
 		keys = append(keys, *k)
 		positions = append(positions, i+1)

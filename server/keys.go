@@ -41,6 +41,7 @@ type call struct {
 	r        *http.Request
 	ctx      context.Context // names the caller as the audit actor on admin endpoints
 	callerID string          // the ID of the bearer key
+	testKey  bool            // the bearer is a test key (sk_test_)
 	body     []byte
 	room     *callRoom
 }
@@ -146,6 +147,7 @@ func (s *Server) authenticate(w http.ResponseWriter, c *call, token string, hasT
 		return keystore.Errorf(keystore.EFORBIDDEN, "API key %s lacks the admin scope, which managing keys and reading the audit log need", id)
 	}
 	c.callerID = id
+	c.testKey = strings.HasPrefix(token, "sk_test_") // it verified, so its prefix is its environment
 	c.ctx = r.Context()
 	if admin {
 		// Only admin endpoints change keys, and each change is audited
@@ -266,6 +268,13 @@ func (s *Server) create(c *call) (result, error) {
 		return result{}, err
 	}
 	p.Scopes = scopes
+	env := p.Environment
+	if env == "" {
+		env = keystore.EnvLive // the store's default
+	}
+	if err := s.mayManage(c, env, "create a live key"); err != nil {
+		return result{}, err
+	}
 	k, err := s.store.Create(c.ctx, p)
 	if err != nil {
 		return result{}, err
@@ -381,6 +390,9 @@ func (s *Server) rotate(c *call) (result, error) {
 	if req.GraceSeconds > maxSeconds || req.GraceSeconds < -maxSeconds {
 		return result{}, keystore.Errorf(keystore.EINVALID, "grace_seconds too large")
 	}
+	if err := s.mayManageKey(c, c.r.PathValue("id"), "rotate"); err != nil {
+		return result{}, err
+	}
 	k, err := s.store.Rotate(c.ctx, c.r.PathValue("id"), keystore.RotateOptions{Grace: time.Duration(req.GraceSeconds) * time.Second})
 	if err != nil {
 		return result{}, err
@@ -389,11 +401,40 @@ func (s *Server) rotate(c *call) (result, error) {
 }
 
 func (s *Server) revoke(c *call) (result, error) {
+	if err := s.mayManageKey(c, c.r.PathValue("id"), "revoke"); err != nil {
+		return result{}, err
+	}
 	k, err := s.store.Revoke(c.ctx, c.r.PathValue("id"))
 	if err != nil {
 		return result{}, err
 	}
 	return ok(http.StatusOK, k)
+}
+
+// mayManage is the rule of test keys: a test key (sk_test_) manages test
+// keys only, unless the server was started with TestKeysManageLive. A
+// request that would change a key of environment env is refused with
+// EFORBIDDEN (403) otherwise; what names the change for the message.
+func (s *Server) mayManage(c *call, env, what string) error {
+	if !c.testKey || env == keystore.EnvTest || s.testKeysManageLive {
+		return nil
+	}
+	return keystore.Errorf(keystore.EFORBIDDEN,
+		"API key %s is a test key, which manages test keys only: it may not %s (start keyctl serve with --test-keys-manage-live to allow it)", c.callerID, what)
+}
+
+// mayManageKey is mayManage for the existing key id; the key's environment
+// never changes, so reading it first is as good as reading it in the
+// change's transaction.
+func (s *Server) mayManageKey(c *call, id, verb string) error {
+	if !c.testKey || s.testKeysManageLive {
+		return nil
+	}
+	k, err := s.store.Get(c.ctx, id)
+	if err != nil {
+		return err
+	}
+	return s.mayManage(c, k.Environment, verb+" live key "+k.ID)
 }
 
 // verifyRequest is the body of POST /v1/api-keys/verify.

@@ -53,6 +53,12 @@ type Options struct {
 	// means the store itself when it is a ReplayStore (as the SQLite store
 	// is, so replies survive a restart), and memory otherwise.
 	Replays ReplayStore
+
+	// TestKeysManageLive lets a test key (sk_test_) with the admin scope
+	// create, rotate, revoke and import live keys. By default a test key
+	// manages test keys only: a test key is handed to developers and CI
+	// more freely than a live one, and must not be a way to make one.
+	TestKeysManageLive bool
 }
 
 // Server serves the HTTP API over a store. It is safe for concurrent use.
@@ -65,7 +71,9 @@ type Server struct {
 	limiter *limiter // nil: no rate limit
 	replays ReplayStore
 	locks   keyLocks
-	mux     *http.ServeMux
+
+	testKeysManageLive bool
+	mux                *http.ServeMux
 
 	verifyHandler http.Handler // the mux's handler of verifyPattern
 }
@@ -74,7 +82,7 @@ var _ http.Handler = (*Server)(nil)
 
 // New returns a Server over store. The caller keeps ownership of store.
 func New(store keystore.Store, opts Options) *Server {
-	s := &Server{store: store, log: opts.Logger, now: opts.Now, replays: opts.Replays}
+	s := &Server{store: store, log: opts.Logger, now: opts.Now, replays: opts.Replays, testKeysManageLive: opts.TestKeysManageLive}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
