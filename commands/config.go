@@ -27,6 +27,7 @@ type Settings struct {
 	StoreFrom  string // where StorePath comes from: --store, KEYCTL_STORE, the config file; "" for the default
 	APIURL     string
 	APIURLFrom string // where APIURL comes from, as StoreFrom
+	CACert     string // PEM file of CAs trusted for the key service
 	APIKeyEnv  string // the environment variable holding the remote API key
 	Timeout    time.Duration
 	Format     string
@@ -82,7 +83,7 @@ func configKey(flag string) string { return strings.ReplaceAll(flag, "-", "_") }
 // command's own flags never are: KEYCTL_YES or "yes: true" in a shared
 // config must not answer revoke's question. (--config and --profile pick
 // the file and profile, and are read first.)
-var globalFlags = []string{"store", "api-url", "timeout", "output", "no-color"}
+var globalFlags = []string{"store", "api-url", "ca-cert", "timeout", "output", "no-color"}
 
 // setting is where an unset flag's value comes from.
 type setting struct {

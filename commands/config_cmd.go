@@ -21,7 +21,8 @@ func NewCmdConfig(f *Factory, runF func(*ConfigOptions) error) *cobra.Command {
 		Use:   "config {path|view|profiles}",
 		Short: "Show keyctl's configuration",
 		Long: `Show where keyctl reads its configuration and what it resolves to.
-The global options (--store, --api-url, --timeout, --output, --no-color)
+The global options (--store, --api-url, --ca-cert, --timeout, --output,
+--no-color)
 come from flags, then KEYCTL_* environment variables, then the selected
 profile of the config file, then its top level, then defaults. A command's
 own flags (such as --yes) come only from the command line. API keys are

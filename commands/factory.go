@@ -2,6 +2,7 @@ package commands
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -69,7 +70,15 @@ func (f *Factory) openStore() (keystore.Store, error) {
 			return nil, withHint(usageError("no API key for the key service at %s: %s is not set", s.APIURL, s.APIKeyEnv),
 				"set "+s.APIKeyEnv+" to an admin key of the key service")
 		}
-		return remote.Open(s.APIURL, key, remote.Options{Timeout: s.Timeout})
+		opts := remote.Options{Timeout: s.Timeout, UserAgent: userAgent(), OnRetry: f.retryNotice(s.APIURL)}
+		if s.CACert != "" {
+			pool, err := loadCACert(expandHome(s.CACert))
+			if err != nil {
+				return nil, err
+			}
+			opts.RootCAs = pool
+		}
+		return remote.Open(s.APIURL, key, opts)
 	}
 	if postgres.IsDSN(s.StorePath) {
 		// A long-lived process watches the change feed, so that /readyz
@@ -117,4 +126,39 @@ func localActor() string {
 func exists(path string) bool {
 	_, err := os.Stat(path)
 	return !errors.Is(err, fs.ErrNotExist)
+}
+
+// userAgent is keyctl's User-Agent: keyctl/VERSION (os/arch).
+func userAgent() string {
+	b := buildInfo()
+	return "keyctl/" + b.Version + " (" + b.Platform + ")"
+}
+
+// retryNotice says on a terminal that a call to the key service is being
+// retried, and why: a refused connection should not look like a hang.
+func (f *Factory) retryNotice(api string) func(next, max int, wait time.Duration, why string) {
+	if !f.IO.IsStderrTTY() {
+		return nil
+	}
+	return func(next, max int, wait time.Duration, why string) {
+		fmt.Fprintf(f.IO.ErrOut, "key service at %s: %s; retrying in %s (attempt %d of %d)\n",
+			output.Escape(api), output.Escape(why), wait.Round(10*time.Millisecond), next, max)
+	}
+}
+
+// loadCACert reads the PEM certificates of --ca-cert, trusted for the key
+// service besides the system's.
+func loadCACert(path string) (*x509.CertPool, error) {
+	pem, err := os.ReadFile(path)
+	if err != nil {
+		return nil, usageError("--ca-cert %s: %s", path, pathErr(err))
+	}
+	pool, err := x509.SystemCertPool()
+	if err != nil || pool == nil {
+		pool = x509.NewCertPool()
+	}
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, usageError("--ca-cert %s: no PEM certificate in it", path)
+	}
+	return pool, nil
 }

@@ -196,6 +196,7 @@ remote key service.`,
 	pf.StringVar(&s.Profile, "profile", "", "profile of the config file to use")
 	pf.StringVar(&s.StorePath, "store", "", "key store: a SQLite file, or a postgres:// DSN (default $XDG_DATA_HOME/keyctl/keys.db)")
 	pf.StringVar(&s.APIURL, "api-url", "", "use the remote key service at this URL instead of a local store")
+	pf.StringVar(&s.CACert, "ca-cert", "", "PEM file of a CA to trust for the key service's TLS certificate, besides the system's")
 	pf.DurationVar(&s.Timeout, "timeout", 30*time.Second, "bound on each remote command, retries included")
 	pf.StringVarP(&s.Format, "output", "o", output.FormatTable, "output format: table, json or jsonl")
 	pf.StringVar(&jq, "jq", "", "filter JSON output with a jq expression")

@@ -120,6 +120,28 @@ func TestServeTLS(t *testing.T) {
 	if n, err := rs.Count(context.Background(), keystore.ListFilter{}); err != nil || n != 1 {
 		t.Errorf("Count over TLS = %d, %v; want 1", n, err)
 	}
+
+	// The CLI: a certificate it does not trust fails at once, not after
+	// retrying for --timeout; --ca-cert trusts it.
+	webhookEnv(t)
+	t.Setenv("CHATBOT_API_KEY", admin.Secret)
+	began := time.Now()
+	code, _, stderr := runKeyctl(t, nil, "--api-url", url+"/v1", "list")
+	if code != exitError || !strings.Contains(stderr, "not trusted") || !strings.Contains(stderr, "--ca-cert") || time.Since(began) > 5*time.Second {
+		t.Errorf("list with an untrusted certificate: exit %d after %v, %q", code, time.Since(began), stderr)
+	}
+	code, stdout, stderr := runKeyctl(t, nil, "--api-url", url+"/v1", "--ca-cert", certFile, "list", "-o", "json", "--jq", ".[].name")
+	if code != 0 || stdout != "admin\n" {
+		t.Errorf("list with --ca-cert: exit %d, %q, %q", code, stdout, stderr)
+	}
+	t.Setenv("KEYCTL_CA_CERT", certFile) // a global option: from the environment too
+	if code, _, stderr := runKeyctl(t, nil, "--api-url", url+"/v1", "list"); code != 0 {
+		t.Errorf("list with KEYCTL_CA_CERT: exit %d, %q", code, stderr)
+	}
+	code, _, stderr = runKeyctl(t, nil, "--api-url", url+"/v1", "--ca-cert", keyFile, "list")
+	if code != exitUsage || !strings.Contains(stderr, "no PEM certificate in it") {
+		t.Errorf("--ca-cert of a key file: exit %d, %q", code, stderr)
+	}
 	cancel()
 	select {
 	case err := <-done:

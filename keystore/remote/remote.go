@@ -2,17 +2,21 @@
 // `keyctl serve`), so that every command works against a key service as it
 // does on a local file.
 //
-// The client retries network errors, 429 and 5xx replies with exponential
-// backoff and full jitter, honours Retry-After, and sends the same random
-// Idempotency-Key with every attempt of a POST, so that a retried create or
-// rotate never makes two keys. Options.Timeout bounds each call, retries
-// included.
+// The client retries network errors, 408, 429 and 5xx replies (but 501)
+// with exponential backoff and full jitter, at most 4 attempts, honours
+// Retry-After, and sends the same random Idempotency-Key with every attempt
+// of a POST, so that a retried create or rotate never makes two keys. What
+// cannot succeed on a second try is not retried: a TLS certificate that
+// does not verify, a reply that is not TLS, any other 4xx, 501.
+// Options.Timeout bounds each call, retries included.
 package remote
 
 import (
 	"bytes"
 	"context"
 	cryptorand "crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -46,9 +50,22 @@ type Options struct {
 	// up to BackoffMax. Zero means 200 ms and 5 s.
 	BackoffBase, BackoffMax time.Duration
 
-	// MaxAttempts bounds the attempts of one call; zero means as many as
-	// fit in Timeout.
+	// MaxAttempts bounds the attempts of one call; zero means
+	// DefaultMaxAttempts. Timeout bounds them too.
 	MaxAttempts int
+
+	// UserAgent is sent with every request; "" means "keyctl".
+	UserAgent string
+
+	// RootCAs are the certificate authorities trusted for an https
+	// service; nil means the system's. Used only when HTTPClient is nil.
+	RootCAs *x509.CertPool
+
+	// OnRetry, if set, is told before each wait for another attempt: the
+	// number of the next attempt (from 2), the most there will be, the
+	// wait, and why (such as "connection refused" or "HTTP 503"), so that
+	// a command can say so on a terminal.
+	OnRetry func(next, max int, wait time.Duration, why string)
 
 	// Sleep waits between attempts; nil waits on a timer. Tests replace it
 	// to see the waits without waiting.
@@ -65,6 +82,9 @@ type Store struct {
 }
 
 var _ keystore.Store = (*Store)(nil)
+
+// DefaultMaxAttempts is the most attempts of one call, the first included.
+const DefaultMaxAttempts = 4
 
 // pageSize is the page size List asks for: the API's largest.
 const pageSize = 100
@@ -105,10 +125,20 @@ func Open(baseURL, apiKey string, opts Options) (*Store, error) {
 	if opts.Sleep == nil {
 		opts.Sleep = sleep
 	}
+	if opts.MaxAttempts <= 0 {
+		opts.MaxAttempts = DefaultMaxAttempts
+	}
+	if opts.UserAgent == "" {
+		opts.UserAgent = "keyctl"
+	}
 	s := &Store{base: strings.TrimSuffix(u.String(), "/"), apiKey: apiKey, opts: opts, client: opts.HTTPClient}
 	if s.client == nil {
+		transport := http.DefaultTransport.(*http.Transport).Clone()
+		if opts.RootCAs != nil {
+			transport.TLSClientConfig = &tls.Config{RootCAs: opts.RootCAs, MinVersion: tls.VersionTLS12}
+		}
 		s.client = &http.Client{
-			Transport: http.DefaultTransport.(*http.Transport).Clone(),
+			Transport: transport,
 			// An API does not redirect; following one could send the key
 			// elsewhere.
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
@@ -375,15 +405,18 @@ func (s *Store) call(ctx context.Context, method, path string, q url.Values, in,
 			if ctx.Err() != nil {
 				return s.unreachable(fmt.Errorf("no reply within %s", s.opts.Timeout))
 			}
+			if perr := s.permanent(err); perr != nil {
+				return perr
+			}
 			// A network error: the request may or may not have arrived,
 			// which the Idempotency-Key makes safe to retry.
-			if !s.wait(ctx, attempt, 0) {
+			if !s.wait(ctx, attempt, 0, netCause(err).Error()) {
 				return s.unreachable(netCause(err))
 			}
 			continue
-		case status == http.StatusTooManyRequests || status >= 500:
+		case retryable(status):
 			retryAfter = parseRetryAfter(header.Get("Retry-After"))
-			if s.wait(ctx, attempt, retryAfter) {
+			if s.wait(ctx, attempt, retryAfter, fmt.Sprintf("HTTP %d", status)) {
 				continue
 			}
 		}
@@ -403,7 +436,7 @@ func (s *Store) attempt(ctx context.Context, method, target string, body []byte,
 	}
 	req.Header.Set("Authorization", "Bearer "+s.apiKey)
 	req.Header.Set("Accept", "application/json")
-	req.Header.Set("User-Agent", "keyctl")
+	req.Header.Set("User-Agent", s.opts.UserAgent)
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
@@ -422,12 +455,50 @@ func (s *Store) attempt(ctx context.Context, method, target string, body []byte,
 	return resp.StatusCode, resp.Header, raw, nil
 }
 
+// retryable reports whether a reply with status may succeed when sent
+// again: 408 (the server timed out reading it), 429 and 5xx, but 501 (the
+// server does not do it at all).
+func retryable(status int) bool {
+	return status == http.StatusRequestTimeout || status == http.StatusTooManyRequests ||
+		(status >= 500 && status != http.StatusNotImplemented)
+}
+
+// permanent is the error for a transport failure that another attempt
+// cannot mend: a certificate that does not verify, or a server that does
+// not speak TLS. nil for any other.
+func (s *Store) permanent(err error) error {
+	var (
+		unknownCA x509.UnknownAuthorityError
+		hostname  x509.HostnameError
+		invalid   x509.CertificateInvalidError
+		verify    *tls.CertificateVerificationError
+		header    tls.RecordHeaderError
+	)
+	switch {
+	case errors.As(err, &unknownCA), errors.As(err, &hostname), errors.As(err, &invalid), errors.As(err, &verify):
+		return keystore.Errorf(keystore.EUNAVAILABLE,
+			"TLS certificate of key service at %s not trusted: %v (to trust a private CA: keyctl --ca-cert FILE)", s.base, printable(tlsCause(err), 200))
+	case errors.As(err, &header) || strings.Contains(err.Error(), "server gave HTTP response to HTTPS client"):
+		return keystore.Errorf(keystore.EUNAVAILABLE, "key service at %s does not speak TLS (is it http://?)", s.base)
+	}
+	return nil
+}
+
+// tlsCause is the message of a certificate error, without the URL.
+func tlsCause(err error) string {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err
+	}
+	return err.Error()
+}
+
 // wait sleeps before the next attempt: Retry-After when the server gave
 // one, otherwise a random time up to BackoffBase doubled per attempt (full
 // jitter). It reports false, at once, when the attempts are used up or the
-// wait would end past the deadline.
-func (s *Store) wait(ctx context.Context, attempt int, retryAfter time.Duration) bool {
-	if s.opts.MaxAttempts > 0 && attempt+1 >= s.opts.MaxAttempts {
+// wait would end past the deadline. why says what failed, for OnRetry.
+func (s *Store) wait(ctx context.Context, attempt int, retryAfter time.Duration, why string) bool {
+	if attempt+1 >= s.opts.MaxAttempts {
 		return false
 	}
 	d := retryAfter
@@ -440,6 +511,9 @@ func (s *Store) wait(ctx context.Context, attempt int, retryAfter time.Duration)
 	}
 	if deadline, ok := ctx.Deadline(); ok && time.Until(deadline) < d {
 		return false
+	}
+	if s.opts.OnRetry != nil {
+		s.opts.OnRetry(attempt+2, s.opts.MaxAttempts, d, why)
 	}
 	return s.opts.Sleep(ctx, d) == nil
 }
