@@ -164,6 +164,8 @@ var badInputs = []badInput{
 	{name: "store of another program", args: []string{"create", "--name", "x", "--scope", "bots:read"}, setup: foreignStore, code: 1, err: `keys.db is a SQLite database of another program, not a keyctl store`},
 	{name: "store of a newer keyctl", args: []string{"create", "--name", "x", "--scope", "bots:read"}, setup: newerStore, code: 1, err: `keys.db was written by a newer keyctl \(schema 99, this build knows \d+\); upgrade keyctl`},
 	{name: "store truncated", args: []string{"list"}, setup: truncateStore, code: 1, err: `keys.db is damaged|not a keyctl store`},
+	{name: "store damaged, create", args: []string{"create", "--name", "x", "--scope", "bots:read"}, setup: damageStore, walFiles: true, code: 1, err: `^error: store .*keys.db is damaged \(.*\): keyctl writes nothing to it$`},
+	{name: "store damaged, revoke", args: []string{"revoke", "--yes", "{A}"}, setup: damageStore, walFiles: true, code: 1, err: `store .*keys.db is damaged`},
 	{name: "store is a folder", args: []string{"--store", "{DIR}", "list"}, code: 1, err: `is not a keyctl store \(not a regular file\)`},
 	{name: "store read-only", args: []string{"create", "--name", "x", "--scope", "bots:read"}, setup: readOnlyStore, readOnly: true, code: 1, err: `keys.db is read-only|cannot access store`},
 	{name: "store read-only, revoke", args: []string{"revoke", "--yes", "{A}"}, setup: readOnlyStore, readOnly: true, code: 1, err: `keys.db is read-only|cannot access store`},
@@ -434,6 +436,30 @@ func foreignStore(t *testing.T, _, store string) {
 
 func newerStore(t *testing.T, _, store string) {
 	rawExec(t, store, "PRAGMA user_version = 99")
+}
+
+// damageStore breaks the b-tree of an index that reading keys does not
+// use: the store opens and lists, and SQLite's integrity check finds it.
+func damageStore(t *testing.T, _, store string) {
+	t.Helper()
+	db, err := sql.Open("sqlite", "file:"+store+"?mode=ro&immutable=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var root, pageSize int
+	err = db.QueryRow(`SELECT rootpage, (SELECT page_size FROM pragma_page_size) FROM sqlite_schema WHERE name = 'audit_events_key_id'`).Scan(&root, &pageSize)
+	db.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[(root-1)*pageSize] = 0x00 // no valid b-tree page type
+	if err := os.WriteFile(store, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func truncateStore(t *testing.T, _, store string) {

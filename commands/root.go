@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/chatbotplatform/keyctl/keystore/sqlite"
 	"github.com/chatbotplatform/keyctl/output"
 )
 
@@ -65,9 +66,15 @@ func run(io *output.IOStreams, now func() time.Time, args []string) int {
 	var se *silentError
 	if !errors.As(err, &se) {
 		fmt.Fprintln(io.ErrOut, "error: "+output.Escape(redactSecrets(oneLine(err.Error()))))
-		var ce *cmdError
-		if errors.As(err, &ce) && ce.hint != "" {
+		var (
+			ce *cmdError
+			de *sqlite.DamagedError
+		)
+		switch {
+		case errors.As(err, &ce) && ce.hint != "":
 			fmt.Fprintln(io.ErrOut, "hint: "+output.Escape(redactSecrets(ce.hint)))
+		case errors.As(err, &de):
+			fmt.Fprintln(io.ErrOut, "hint: "+output.Escape(de.RecoveryHint()))
 		}
 	}
 	return exitCode(err)

@@ -58,6 +58,9 @@ func tooLarge(n int) error {
 // puts the setting back.
 func (s *Store) BeginImport(ctx context.Context) (keystore.ImportSession, error) {
 	const op = "import keys"
+	if err := s.checkBeforeWrite(ctx); err != nil {
+		return nil, err
+	}
 	conn, err := s.db.Conn(ctx)
 	if err != nil {
 		return nil, s.fail(ctx, op, err)

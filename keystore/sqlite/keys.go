@@ -301,8 +301,12 @@ func (s *Store) Audit(ctx context.Context, keyID string) ([]keystore.Event, erro
 }
 
 // inTx runs fn in one write transaction (BEGIN IMMEDIATE, from the DSN) and
-// commits when fn succeeds.
+// commits when fn succeeds. The first of a process checks the store's
+// integrity first.
 func (s *Store) inTx(ctx context.Context, op string, fn func(*sql.Tx) error) error {
+	if err := s.checkBeforeWrite(ctx); err != nil {
+		return err
+	}
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return s.fail(ctx, op, err)

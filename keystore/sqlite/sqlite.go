@@ -94,6 +94,8 @@ type Store struct {
 	nowFn func() time.Time
 	rand  io.Reader
 	cache *verifyCache // nil unless Options.CacheVerify
+
+	integrity integrity // checked before the first write
 }
 
 var _ keystore.Store = (*Store)(nil)
@@ -389,6 +391,9 @@ func (s *Store) migrate(ctx context.Context) (version int, err error) {
 	}
 	if version == schemaVersion {
 		return version, nil
+	}
+	if err := s.checkBeforeWrite(ctx); err != nil {
+		return 0, err
 	}
 	stmts := []string{
 		migrations()[version],
