@@ -74,6 +74,7 @@ func RunHarness(t *testing.T, newHarness func(t *testing.T, clock *Clock) Harnes
 		{"import_refused", testImportRefused},
 		{"import_large", testImportLarge},
 		{"import_session", testImportSession},
+		{"export_restore", testExportRestore},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -84,7 +85,13 @@ func RunHarness(t *testing.T, newHarness func(t *testing.T, clock *Clock) Harnes
 					t.Errorf("Close: %v", err)
 				}
 			})
-			tt.fn(t, newSubject(t, h), clock)
+			sub := newSubject(t, h)
+			sub.another = func() keystore.Store {
+				h2 := newHarness(t, clock)
+				t.Cleanup(func() { h2.Store.Close() })
+				return h2.Store
+			}
+			tt.fn(t, sub, clock)
 		})
 	}
 }
@@ -96,6 +103,10 @@ type subject struct {
 	actor      func(string) string
 	baseKeys   map[string]bool
 	baseEvents map[string]bool
+
+	// another makes a second, empty store of the same kind, on the same
+	// clock, closed when the subtest ends.
+	another func() keystore.Store
 }
 
 func newSubject(t *testing.T, h Harness) *subject {
