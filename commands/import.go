@@ -67,8 +67,16 @@ checked first and a bad line stops the import before anything is written.
 
 Prints {imported, skipped, failed}. Exit status 0 when no line failed, 1
 when some did (the others are imported), 2 for a bad line with --strict or
-a FILE that cannot be read.`,
+a FILE that cannot be read.
+
+A file that keyctl export wrote (its first line says "keyctl-export") is
+restored as it was instead: every key with its ID, times, state, rotation
+links and metadata, and the audit log, into a SQLite or PostgreSQL store.
+Every line is checked first; a bad one stops the import before anything is
+written. Keys and events the store holds already are skipped. Prints
+{imported, skipped, failed, events_imported, events_skipped}.`,
 		Example: `  keyctl import keys.jsonl
+  keyctl --store 'postgres://keyctl@db/keyctl' import old-store.export.jsonl
   keyctl import --strict -o json keys.jsonl
   jq -c '{name, scopes: ["bots:read"], key_sha256: .hash}' legacy.json | keyctl import -`,
 		Args: func(cmd *cobra.Command, args []string) error {
@@ -133,7 +141,13 @@ func importRun(ctx context.Context, opts *ImportOptions) error {
 			size = info.Size()
 		}
 	}
-	counted := &countingReader{r: ctxReader{ctx, in}}
+	head := bufio.NewReaderSize(ctxReader{ctx, in}, 64<<10)
+	if export, err := isExport(head); err != nil {
+		return err
+	} else if export {
+		return restoreRun(ctx, opts, head, input)
+	}
+	counted := &countingReader{r: head}
 
 	im := &importer{f: f, batchSize: max(1, opts.BatchSize), input: input, read: counted}
 	var (

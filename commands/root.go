@@ -103,6 +103,7 @@ var topCommands = []topCommand{
 	{"verify", "keys", func(f *Factory) *cobra.Command { return NewCmdVerify(f, nil) }},
 	{"import", "keys", func(f *Factory) *cobra.Command { return NewCmdImport(f, nil) }},
 	{"audit", "keys", func(f *Factory) *cobra.Command { return NewCmdAudit(f, nil) }},
+	{"export", "keys", func(f *Factory) *cobra.Command { return NewCmdExport(f, nil) }},
 	{"sign-webhook", "webhooks", func(f *Factory) *cobra.Command { return NewCmdSignWebhook(f, nil) }},
 	{"verify-webhook", "webhooks", func(f *Factory) *cobra.Command { return NewCmdVerifyWebhook(f, nil) }},
 	{"serve", "service", func(f *Factory) *cobra.Command { return NewCmdServe(f, nil) }},
