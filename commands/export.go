@@ -41,6 +41,7 @@ give out the hashes of keys. Take the export while nothing changes the store
 for a copy of one moment.`,
 		Example: `  keyctl --store keys.db export > keys.export.jsonl
   keyctl --store 'postgres://keyctl@db/keyctl' import keys.export.jsonl`,
+		Annotations: existingStore,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) > 1 {
 				return withHint(usageError("export writes one file, got %d arguments", len(args)), "see 'keyctl export --help'")

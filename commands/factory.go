@@ -83,7 +83,15 @@ func (f *Factory) openStore() (keystore.Store, error) {
 	if postgres.IsDSN(s.StorePath) {
 		// A long-lived process watches the change feed, so that /readyz
 		// tells whether it reaches it.
-		return postgres.Open(s.StorePath, postgres.Options{Now: f.Now, Watch: f.CacheVerify})
+		st, err := postgres.Open(s.StorePath, postgres.Options{Now: f.Now, Watch: f.CacheVerify, MustExist: f.StoreMustExist})
+		if err != nil && f.StoreMustExist && postgres.NoStore(err) {
+			return nil, withHint(fmt.Errorf("%s; nothing was created", err),
+				"create a key there first (keyctl create), or name another store with --store or --api-url")
+		}
+		if err != nil {
+			return nil, err
+		}
+		return st, nil
 	}
 	st, err := sqlite.Open(s.StorePath, sqlite.Options{Now: f.Now, CacheVerify: f.CacheVerify, MustExist: f.StoreMustExist})
 	if err != nil && f.StoreMustExist && keystore.ErrorCode(err) == keystore.EUNAVAILABLE && !exists(s.StorePath) {

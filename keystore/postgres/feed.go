@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -38,8 +39,9 @@ const (
 )
 
 type feed struct {
-	s   *Store
-	cfg *pgx.ConnConfig
+	s      *Store
+	cfg    *pgx.ConnConfig
+	schema string // the store's schema, which notifications name
 
 	version atomic.Int64 // the latest version seen
 	up      atomic.Bool  // the LISTEN connection is open
@@ -72,6 +74,10 @@ func startFeed(s *Store, cfg *pgx.ConnConfig) (*feed, error) {
 func (f *feed) connect(ctx context.Context) (*pgx.Conn, error) {
 	conn, err := pgx.ConnectConfig(ctx, f.cfg)
 	if err != nil {
+		return nil, err
+	}
+	if err := conn.QueryRow(ctx, "SELECT current_schema()").Scan(&f.schema); err != nil {
+		conn.Close(context.Background())
 		return nil, err
 	}
 	if _, err := conn.Exec(ctx, "LISTEN "+feedChannel); err != nil {
@@ -169,7 +175,8 @@ func (f *feed) listen(conn *pgx.Conn) error {
 			}
 			break // the poll interval passed
 		}
-		if v, err := strconv.ParseInt(n.Payload, 10, 64); err == nil {
+		schema, version, _ := strings.Cut(n.Payload, ":")
+		if v, err := strconv.ParseInt(version, 10, 64); err == nil && schema == f.schema {
 			f.saw(v)
 		}
 	}

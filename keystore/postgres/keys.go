@@ -436,7 +436,9 @@ func bump(ctx context.Context, tx pgx.Tx) (int64, error) {
 	if err := tx.QueryRow(ctx, "UPDATE keyctl_changes SET version = version + 1 RETURNING version").Scan(&version); err != nil {
 		return 0, err
 	}
-	if _, err := tx.Exec(ctx, "SELECT pg_notify($1, $2)", feedChannel, strconv.FormatInt(version, 10)); err != nil {
+	// Stores in several schemas of one database share the channel: the
+	// payload names the schema.
+	if _, err := tx.Exec(ctx, "SELECT pg_notify($1, current_schema() || ':' || $2)", feedChannel, strconv.FormatInt(version, 10)); err != nil {
 		return 0, err
 	}
 	return version, nil

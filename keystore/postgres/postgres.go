@@ -79,6 +79,10 @@ type Options struct {
 	// whether the feed is reachable (see feed.go).
 	Watch bool
 
+	// MustExist refuses a database that holds no keyctl store yet
+	// instead of making one, for commands that only read.
+	MustExist bool
+
 	// UseFlushInterval is how often the uses of keys (last_used_at) are
 	// written, in one batch; 0 means one second. Close writes the rest.
 	UseFlushInterval time.Duration
@@ -123,7 +127,7 @@ func Open(dsn string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, s.fail(ctx, "open", err)
 	}
-	if err := s.migrate(ctx); err != nil {
+	if err := s.migrate(ctx, opts.MustExist); err != nil {
 		s.pool.Close()
 		return nil, err
 	}
@@ -181,11 +185,14 @@ func schemaVersion(ctx context.Context, q interface {
 // migrate applies the pending migrations, all in one transaction under an
 // advisory lock (pg_advisory_lock), so that replicas starting together migrate once and none
 // sees half a schema.
-func (s *Store) migrate(ctx context.Context) error {
+func (s *Store) migrate(ctx context.Context, mustExist bool) error {
 	const op = "upgrade"
 	version, err := schemaVersion(ctx, s.pool)
 	if err != nil {
 		return s.fail(ctx, "open", err)
+	}
+	if version == 0 && mustExist {
+		return noStoreError{keystore.Errorf(keystore.EUNAVAILABLE, "store %s does not exist (the database holds no keyctl tables)", s.name)}
 	}
 	if version == SchemaVersion {
 		return nil
@@ -246,6 +253,20 @@ func (s *Store) migrate(ctx context.Context) error {
 		return s.fail(ctx, op, err)
 	}
 	return nil
+}
+
+// noStoreError is Open's refusal, with Options.MustExist, of a database
+// that holds no store: a keystore.Error that NoStore can tell.
+type noStoreError struct{ err *keystore.Error }
+
+func (e noStoreError) Error() string { return e.err.Error() }
+func (e noStoreError) Unwrap() error { return e.err }
+
+// NoStore reports whether err is Open's refusal, with Options.MustExist, of
+// a database that holds no store.
+func NoStore(err error) bool {
+	_, ok := errors.AsType[noStoreError](err)
+	return ok
 }
 
 func (s *Store) newerError(version int) error {

@@ -289,3 +289,57 @@ func TestVerifyAfterConnectionsCut(t *testing.T) {
 		}
 	}
 }
+
+// With MustExist, a database without a store is refused and left empty.
+func TestMustExist(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	_, err := postgres.Open(dsn, postgres.Options{MustExist: true})
+	if !postgres.NoStore(err) || keystore.ErrorCode(err) != keystore.EUNAVAILABLE {
+		t.Fatalf("Open = %v, want the no-store error", err)
+	}
+	if n := query[int64](t, dsn, "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"); n != 0 {
+		t.Errorf("%d tables after the refusal, want 0", n)
+	}
+	open(t, dsn, postgres.Options{}).Close()
+	open(t, dsn, postgres.Options{MustExist: true}).Close()
+}
+
+// Stores in two schemas of one database (search_path) are apart: each
+// has its own tables and its feed follows its own changes only.
+func TestSchemasApart(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	pgtest.Exec(t, dsn, "CREATE SCHEMA a; CREATE SCHEMA b")
+	with := func(schema string) string {
+		u, _ := url.Parse(dsn)
+		q := u.Query()
+		q.Set("search_path", schema)
+		u.RawQuery = q.Encode()
+		return u.String()
+	}
+	a := open(t, with("a"), postgres.Options{})
+	defer a.Close()
+	b := open(t, with("b"), postgres.Options{Watch: true})
+	defer b.Close()
+	create := func(s *postgres.Store) {
+		t.Helper()
+		if _, err := s.Create(ctx(t), keystore.CreateParams{Name: "k", Scopes: []string{"bots:read"}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 3 {
+		create(a)
+	}
+	create(b)
+	create(b)
+	c, cancel := context.WithTimeout(ctx(t), 10*time.Second)
+	defer cancel()
+	if err := b.WaitVersion(c, 2); err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := b.Version(ctx(t)); v != 2 {
+		t.Errorf("b's feed is at version %d, want 2 (a made 3 changes)", v)
+	}
+	if n, err := b.Count(ctx(t), keystore.ListFilter{}); err != nil || n != 2 {
+		t.Errorf("b holds %d keys, %v; want 2", n, err)
+	}
+}
