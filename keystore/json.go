@@ -177,6 +177,7 @@ func (w *jsonWriter) key(k *Key) {
 	w.time("created_at", &k.CreatedAt)
 	w.time("expires_at", k.ExpiresAt)
 	w.time("revoked_at", k.RevokedAt)
+	w.time("disabled_at", k.DisabledAt)
 	w.time("last_used_at", k.LastUsedAt)
 	w.optStr("rotated_from", k.RotatedFrom)
 	w.optStr("rotated_to", k.RotatedTo)

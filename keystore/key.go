@@ -5,16 +5,19 @@ import (
 	"time"
 )
 
-// Key statuses. A key's status follows from its revoked_at and expires_at.
+// Key statuses. A key's status follows from its revoked_at, expires_at and
+// disabled_at, in that order: a revoked key is revoked whatever else, an
+// expired key that is also disabled is expired.
 const (
-	StatusActive  = "active"
-	StatusExpired = "expired"
-	StatusRevoked = "revoked"
+	StatusActive   = "active"
+	StatusDisabled = "disabled"
+	StatusExpired  = "expired"
+	StatusRevoked  = "revoked"
 )
 
 // ValidStatus reports whether s is a key status.
 func ValidStatus(s string) bool {
-	return s == StatusActive || s == StatusExpired || s == StatusRevoked
+	return s == StatusActive || s == StatusDisabled || s == StatusExpired || s == StatusRevoked
 }
 
 // Key is an API key's record. Its JSON field names are a public contract.
@@ -29,6 +32,7 @@ type Key struct {
 	CreatedAt   time.Time         `json:"created_at"`
 	ExpiresAt   *time.Time        `json:"expires_at"`
 	RevokedAt   *time.Time        `json:"revoked_at"`
+	DisabledAt  *time.Time        `json:"disabled_at"`
 	LastUsedAt  *time.Time        `json:"last_used_at"`
 	RotatedFrom *string           `json:"rotated_from"`
 	RotatedTo   *string           `json:"rotated_to"`
@@ -45,6 +49,8 @@ func (k *Key) StatusAt(now time.Time) string {
 		return StatusRevoked
 	case k.ExpiresAt != nil && !k.ExpiresAt.After(now):
 		return StatusExpired
+	case k.DisabledAt != nil:
+		return StatusDisabled
 	default:
 		return StatusActive
 	}
@@ -52,7 +58,7 @@ func (k *Key) StatusAt(now time.Time) string {
 
 // MarshalJSON writes times as RFC 3339 in UTC, to the second.
 func (k Key) MarshalJSON() ([]byte, error) {
-	if jsonTimeOK(&k.CreatedAt) && jsonTimeOK(k.ExpiresAt) && jsonTimeOK(k.RevokedAt) && jsonTimeOK(k.LastUsedAt) {
+	if jsonTimeOK(&k.CreatedAt) && jsonTimeOK(k.ExpiresAt) && jsonTimeOK(k.RevokedAt) && jsonTimeOK(k.DisabledAt) && jsonTimeOK(k.LastUsedAt) {
 		return k.AppendJSON(nil), nil
 	}
 	// encoding/json says what is wrong with the time.
@@ -61,6 +67,7 @@ func (k Key) MarshalJSON() ([]byte, error) {
 	p.CreatedAt = p.CreatedAt.UTC().Truncate(time.Second)
 	p.ExpiresAt = utcPtr(p.ExpiresAt)
 	p.RevokedAt = utcPtr(p.RevokedAt)
+	p.DisabledAt = utcPtr(p.DisabledAt)
 	p.LastUsedAt = utcPtr(p.LastUsedAt)
 	if p.Scopes == nil {
 		p.Scopes = []string{}
@@ -91,11 +98,18 @@ type Event struct {
 
 // Audit actions.
 const (
-	ActionCreate = "create"
-	ActionRotate = "rotate"
-	ActionRevoke = "revoke"
-	ActionImport = "import"
+	ActionCreate  = "create"
+	ActionRotate  = "rotate"
+	ActionRevoke  = "revoke"
+	ActionImport  = "import"
+	ActionUpdate  = "update"
+	ActionDisable = "disable"
+	ActionEnable  = "enable"
+	ActionDelete  = "delete"
 )
+
+// Actions lists the audit actions, in the order of a key's life.
+var Actions = []string{ActionCreate, ActionImport, ActionUpdate, ActionDisable, ActionEnable, ActionRotate, ActionRevoke, ActionDelete}
 
 // Verification result codes.
 const (
@@ -104,6 +118,7 @@ const (
 	CodeNotFound          = "not_found"
 	CodeRevoked           = "revoked"
 	CodeExpired           = "expired"
+	CodeDisabled          = "disabled"
 	CodeInsufficientScope = "insufficient_scope"
 )
 

@@ -122,7 +122,7 @@ func TestVerificationJSON(t *testing.T) {
 
 var keyFields = []string{
 	"id", "name", "environment", "scopes", "hint", "status", "created_at", "expires_at",
-	"revoked_at", "last_used_at", "rotated_from", "rotated_to", "metadata",
+	"revoked_at", "disabled_at", "last_used_at", "rotated_from", "rotated_to", "metadata",
 }
 
 func fields(t *testing.T, v any) (map[string]json.RawMessage, []string) {

@@ -42,11 +42,20 @@ func (p *CreateParams) Validate(now time.Time) error {
 
 // ListFilter selects keys. Zero fields select everything.
 type ListFilter struct {
-	Status        string    // active, expired or revoked
+	Status        string    // active, disabled, expired or revoked
 	Environment   string    // live or test
 	Scope         string    // keys granted this scope (admin grants all)
 	CreatedBefore time.Time // keys created before this time
 	Rotatable     bool      // only keys not yet rotated and not revoked
+
+	// ExpiringBefore selects the keys not revoked and not yet expired
+	// whose expiry comes before this time.
+	ExpiringBefore time.Time
+	// IDPrefix selects the keys whose ID starts with it (completion);
+	// it may hold only the characters of an ID. EINVALID otherwise.
+	IDPrefix string
+	// Revocable selects the keys not revoked.
+	Revocable bool
 }
 
 // ListOptions adds paging to a filter. Keys come newest first.
@@ -113,6 +122,38 @@ type Store interface {
 
 	// Close releases the store's resources.
 	Close() error
+
+	// Update changes a key's name, scopes, expiry or metadata (never its
+	// secret) and records the before and after of each changed field in
+	// one audit event (action update). A change to nothing records
+	// nothing. EINVALID for bad params or an empty change, ENOTFOUND, and
+	// ECONFLICT for a revoked key.
+	Update(ctx context.Context, id string, p UpdateParams) (*Key, error)
+
+	// Disable stops a key until Enable: it verifies as disabled meanwhile.
+	// Disabling a disabled key changes nothing. EINVALID, ENOTFOUND, and
+	// ECONFLICT for a revoked key.
+	Disable(ctx context.Context, id string) (*Key, error)
+
+	// Enable undoes Disable. Enabling a key that is not disabled changes
+	// nothing. EINVALID, ENOTFOUND, and ECONFLICT for a revoked key:
+	// revoking stays final.
+	Enable(ctx context.Context, id string) (*Key, error)
+
+	// Delete removes a revoked key for good; its audit events stay, and an
+	// event (action delete) records the deletion. The keys rotated to or
+	// from it lose the link. It returns the key as it was. EINVALID,
+	// ENOTFOUND, and ECONFLICT for a key that is not revoked.
+	Delete(ctx context.Context, id string) (*Key, error)
+
+	// Events returns the audit events that match f, newest first, from
+	// f.Offset, at most f.Limit of them (0: all). EINVALID for a bad
+	// filter.
+	Events(ctx context.Context, f EventFilter) ([]Event, error)
+
+	// CountEvents returns how many events match f, ignoring its Offset
+	// and Limit. EINVALID for a bad filter.
+	CountEvents(ctx context.Context, f EventFilter) (int, error)
 }
 
 type actorKey struct{}

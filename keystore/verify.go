@@ -23,6 +23,8 @@ func JudgeInto(v *Verification, k *Key, now time.Time, required []string) {
 		v.Code = CodeRevoked
 	case StatusExpired:
 		v.Code = CodeExpired
+	case StatusDisabled:
+		v.Code = CodeDisabled
 	default:
 		v.MissingScopes = MissingScopes(k.Scopes, required)
 		if len(v.MissingScopes) > 0 {

@@ -175,6 +175,10 @@ func appendVerification(b []byte, v *keystore.Verification) ([]byte, bool) {
 		if b, ok = appendJSONTime(b, k.RevokedAt); !ok {
 			return b, false
 		}
+		b = append(b, `,"disabled_at":`...)
+		if b, ok = appendJSONTime(b, k.DisabledAt); !ok {
+			return b, false
+		}
 		b = append(b, `,"last_used_at":`...)
 		if b, ok = appendJSONTime(b, k.LastUsedAt); !ok {
 			return b, false

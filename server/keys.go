@@ -27,7 +27,7 @@ const (
 
 // invalidKey is the one reply to every bearer that does not authenticate,
 // so that it tells nothing about which keys exist.
-const invalidKey = "invalid API key: it is missing, malformed, unknown, expired or revoked"
+const invalidKey = "invalid API key: it is missing, malformed, unknown, expired, disabled or revoked"
 
 type flags int
 
@@ -357,12 +357,25 @@ func listFilter(q url.Values) (keystore.ListFilter, error) {
 		}
 		f.CreatedBefore = t
 	}
-	switch s := q.Get("rotatable"); s {
-	case "", "false":
-	case "true":
-		f.Rotatable = true
-	default:
-		return f, keystore.Errorf(keystore.EINVALID, "rotatable must be true or false, got %q", keystore.Truncate(s, 20))
+	if s := q.Get("expiring_before"); s != "" {
+		t, err := time.Parse(time.RFC3339, s)
+		if err != nil {
+			return f, keystore.Errorf(keystore.EINVALID, "expiring_before must be an RFC 3339 time, such as 2027-01-31T12:00:00Z, got %q", keystore.Truncate(s, 40))
+		}
+		f.ExpiringBefore = t
+	}
+	f.IDPrefix = q.Get("id_prefix")
+	for _, b := range []struct {
+		name string
+		v    *bool
+	}{{"rotatable", &f.Rotatable}, {"revocable", &f.Revocable}} {
+		switch s := q.Get(b.name); s {
+		case "", "false":
+		case "true":
+			*b.v = true
+		default:
+			return f, keystore.Errorf(keystore.EINVALID, "%s must be true or false, got %q", b.name, keystore.Truncate(s, 20))
+		}
 	}
 	return f, nil
 }
@@ -398,6 +411,101 @@ func (s *Server) rotate(c *call) (result, error) {
 		return result{}, err
 	}
 	return ok(http.StatusCreated, k)
+}
+
+// updateRequest is the body of PATCH /v1/api-keys/{id}: the members
+// present change. expires_at null clears the expiry; a metadata value null
+// unsets that entry.
+type updateRequest struct {
+	Name      *string            `json:"name"`
+	Scopes    []string           `json:"scopes"`
+	ExpiresAt json.RawMessage    `json:"expires_at"`
+	Metadata  map[string]*string `json:"metadata"`
+}
+
+func (s *Server) update(c *call) (result, error) {
+	var req updateRequest
+	if err := decodeBody(c.body, &req, false); err != nil {
+		return result{}, err
+	}
+	p := keystore.UpdateParams{Name: req.Name}
+	if req.Scopes != nil {
+		scopes, err := expandScopes(req.Scopes)
+		if err != nil {
+			return result{}, err
+		}
+		p.Scopes = nonNilScopes(scopes)
+	}
+	switch e := string(bytes.TrimSpace(req.ExpiresAt)); {
+	case e == "":
+	case e == "null":
+		p.ClearExpiry = true
+	default:
+		var v string
+		t, err := time.Time{}, json.Unmarshal(req.ExpiresAt, &v)
+		if err == nil {
+			t, err = time.Parse(time.RFC3339, v)
+		}
+		if err != nil {
+			return result{}, keystore.Errorf(keystore.EINVALID, "expires_at must be an RFC 3339 time, such as 2027-01-31T12:00:00Z, or null")
+		}
+		p.ExpiresAt = &t
+	}
+	for name, v := range req.Metadata {
+		if v == nil {
+			p.RemoveMetadata = append(p.RemoveMetadata, name)
+			continue
+		}
+		if p.Metadata == nil {
+			p.Metadata = map[string]string{}
+		}
+		p.Metadata[name] = *v
+	}
+	k, err := s.store.Update(c.ctx, c.r.PathValue("id"), p)
+	if err != nil {
+		return result{}, err
+	}
+	return ok(http.StatusOK, k)
+}
+
+func nonNilScopes(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+func (s *Server) disable(c *call) (result, error) {
+	if err := decodeBody(c.body, &struct{}{}, true); err != nil {
+		return result{}, err
+	}
+	k, err := s.store.Disable(c.ctx, c.r.PathValue("id"))
+	if err != nil {
+		return result{}, err
+	}
+	return ok(http.StatusOK, k)
+}
+
+func (s *Server) enable(c *call) (result, error) {
+	if err := decodeBody(c.body, &struct{}{}, true); err != nil {
+		return result{}, err
+	}
+	k, err := s.store.Enable(c.ctx, c.r.PathValue("id"))
+	if err != nil {
+		return result{}, err
+	}
+	return ok(http.StatusOK, k)
+}
+
+func (s *Server) deleteKey(c *call) (result, error) {
+	if err := decodeBody(c.body, &struct{}{}, true); err != nil {
+		return result{}, err
+	}
+	k, err := s.store.Delete(c.ctx, c.r.PathValue("id"))
+	if err != nil {
+		return result{}, err
+	}
+	return ok(http.StatusOK, k)
 }
 
 func (s *Server) revoke(c *call) (result, error) {
@@ -478,18 +586,35 @@ type verifierInto interface {
 	VerifyInto(ctx context.Context, secret string, scopes []string, v *keystore.Verification, k *keystore.Key, used *time.Time) error
 }
 
-// auditMeta is the meta of the audit log.
-type auditMeta struct {
-	Total int `json:"total"`
-}
-
 func (s *Server) audit(c *call) (result, error) {
-	events, err := s.store.Audit(c.ctx, c.r.URL.Query().Get("key_id"))
+	q := c.r.URL.Query()
+	page, err := intParam(q, "page", 1, 1, math.MaxInt32)
+	if err != nil {
+		return result{}, err
+	}
+	perPage, err := intParam(q, "per_page", DefaultPerPage, 1, MaxPerPage)
+	if err != nil {
+		return result{}, err
+	}
+	f := keystore.EventFilter{KeyID: q.Get("key_id"), Action: q.Get("action")}
+	if v := q.Get("since"); v != "" {
+		t, err := time.Parse(time.RFC3339, v)
+		if err != nil {
+			return result{}, keystore.Errorf(keystore.EINVALID, "since must be an RFC 3339 time, such as 2027-01-31T12:00:00Z, got %q", keystore.Truncate(v, 40))
+		}
+		f.Since = t
+	}
+	total, err := s.store.CountEvents(c.ctx, f)
+	if err != nil {
+		return result{}, err
+	}
+	f.Offset, f.Limit = (page-1)*perPage, perPage
+	events, err := s.store.Events(c.ctx, f)
 	if err != nil {
 		return result{}, err
 	}
 	if events == nil {
 		events = []keystore.Event{}
 	}
-	return result{http.StatusOK, envelope{Data: events, Meta: auditMeta{len(events)}}}, nil
+	return result{http.StatusOK, envelope{Data: events, Meta: listMeta{page, perPage, total}}}, nil
 }

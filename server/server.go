@@ -119,6 +119,10 @@ func (s *Server) routes() {
 	m.Handle("GET /v1/api-keys/{id}", s.endpoint(needAdmin, s.show))
 	m.Handle("POST /v1/api-keys/{id}/rotate", s.endpoint(needAdmin|idempotent, s.rotate))
 	m.Handle("DELETE /v1/api-keys/{id}", s.endpoint(needAdmin, s.revoke))
+	m.Handle("PATCH /v1/api-keys/{id}", s.endpoint(needAdmin, s.update))
+	m.Handle("POST /v1/api-keys/{id}/disable", s.endpoint(needAdmin, s.disable))
+	m.Handle("POST /v1/api-keys/{id}/enable", s.endpoint(needAdmin, s.enable))
+	m.Handle("POST /v1/api-keys/{id}/delete", s.endpoint(needAdmin, s.deleteKey))
 	m.Handle("GET /v1/audit-events", s.endpoint(needAdmin, s.audit))
 	s.mux = m
 }

@@ -257,6 +257,10 @@ func TestForbiddenWithoutAdmin(t *testing.T) {
 		{"GET", "/v1/api-keys/" + id, ""},
 		{"POST", "/v1/api-keys/" + id + "/rotate", ""},
 		{"DELETE", "/v1/api-keys/" + id, ""},
+		{"PATCH", "/v1/api-keys/" + id, `{"scopes": ["admin"]}`},
+		{"POST", "/v1/api-keys/" + id + "/disable", ""},
+		{"POST", "/v1/api-keys/" + id + "/enable", ""},
+		{"POST", "/v1/api-keys/" + id + "/delete", ""},
 		{"GET", "/v1/audit-events", ""},
 	} {
 		e := wantError(t, ep.method+" "+ep.path, f.do(ep.method, ep.path, f.reader.Secret, ep.body), 403, keystore.EFORBIDDEN)
@@ -322,10 +326,10 @@ func TestKeyLifecycle(t *testing.T) {
 
 	var events []keystore.Event
 	meta := data(t, "audit", f.do("GET", "/v1/audit-events?key_id="+k.ID, a, ""), 200, &events)
-	if len(events) != 2 || events[0].Action != "create" || events[1].Action != "rotate" || events[0].Actor != f.admin.ID {
-		t.Errorf("audit = %+v", events)
+	if len(events) != 2 || events[0].Action != "rotate" || events[1].Action != "create" || events[1].Actor != f.admin.ID {
+		t.Errorf("audit = %+v, want newest first", events)
 	}
-	if string(meta) != `{"total":2}` {
+	if string(meta) != `{"page":1,"per_page":20,"total":2}` {
 		t.Errorf("audit meta = %s", meta)
 	}
 

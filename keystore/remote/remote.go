@@ -27,6 +27,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -272,6 +273,15 @@ func filterQuery(f keystore.ListFilter) url.Values {
 	if f.Rotatable {
 		q.Set("rotatable", "true")
 	}
+	if f.Revocable {
+		q.Set("revocable", "true")
+	}
+	if !f.ExpiringBefore.IsZero() {
+		q.Set("expiring_before", f.ExpiringBefore.UTC().Format(time.RFC3339Nano))
+	}
+	if f.IDPrefix != "" {
+		q.Set("id_prefix", f.IDPrefix)
+	}
 	return q
 }
 
@@ -326,23 +336,156 @@ func (s *Store) Verify(ctx context.Context, secret string, scopes []string) (*ke
 	return &v, nil
 }
 
-// Audit returns events oldest first.
+// Audit returns events oldest first: every page of Events, reversed.
 func (s *Store) Audit(ctx context.Context, keyID string) ([]keystore.Event, error) {
-	q := url.Values{}
-	if keyID != "" {
-		if err := keystore.CheckID(keyID); err != nil {
-			return nil, err
-		}
-		q.Set("key_id", keyID)
-	}
-	events := []keystore.Event{}
-	if err := s.call(ctx, http.MethodGet, "/audit-events", q, nil, &events, nil); err != nil {
+	events, err := s.Events(ctx, keystore.EventFilter{KeyID: keyID})
+	if err != nil {
 		return nil, err
 	}
-	if events == nil {
-		events = []keystore.Event{}
-	}
+	slices.Reverse(events)
 	return events, nil
+}
+
+func eventQuery(f keystore.EventFilter) url.Values {
+	q := url.Values{}
+	if f.KeyID != "" {
+		q.Set("key_id", f.KeyID)
+	}
+	if f.Action != "" {
+		q.Set("action", f.Action)
+	}
+	if !f.Since.IsZero() {
+		q.Set("since", f.Since.UTC().Format(time.RFC3339Nano))
+	}
+	return q
+}
+
+// Events fetches pages of 100 events until the window of f is served or
+// the pages run out. An event that moves to the next page between two
+// requests (a newer event pushes the others down) is returned once.
+func (s *Store) Events(ctx context.Context, f keystore.EventFilter) ([]keystore.Event, error) {
+	if err := f.Validate(); err != nil {
+		return nil, err
+	}
+	q := eventQuery(f)
+	q.Set("per_page", strconv.Itoa(pageSize))
+	page, skip := f.Offset/pageSize+1, f.Offset%pageSize
+	out := []keystore.Event{}
+	var seen map[string]bool // the IDs of the previous page
+	for {
+		q.Set("page", strconv.Itoa(page))
+		var events []keystore.Event
+		if err := s.call(ctx, http.MethodGet, "/audit-events", q, nil, &events, nil); err != nil {
+			return nil, err
+		}
+		next := make(map[string]bool, len(events))
+		for i, e := range events {
+			next[e.ID] = true
+			if i < skip || seen[e.ID] {
+				continue
+			}
+			out = append(out, e)
+			if f.Limit > 0 && len(out) == f.Limit {
+				return out, nil
+			}
+		}
+		if len(events) < pageSize {
+			return out, nil
+		}
+		page, skip, seen = page+1, 0, next
+	}
+}
+
+// CountEvents asks for one event and reads the total.
+func (s *Store) CountEvents(ctx context.Context, f keystore.EventFilter) (int, error) {
+	f.Offset, f.Limit = 0, 0
+	if err := f.Validate(); err != nil {
+		return 0, err
+	}
+	q := eventQuery(f)
+	q.Set("per_page", "1")
+	var (
+		events []keystore.Event
+		meta   listMeta
+	)
+	if err := s.call(ctx, http.MethodGet, "/audit-events", q, nil, &events, &meta); err != nil {
+		return 0, err
+	}
+	return meta.Total, nil
+}
+
+// Update changes key id. The body holds only what changes: expires_at
+// null clears the expiry, a metadata value null unsets the entry.
+func (s *Store) Update(ctx context.Context, id string, p keystore.UpdateParams) (*keystore.Key, error) {
+	if err := keystore.CheckID(id); err != nil {
+		return nil, err
+	}
+	if err := checkScopes(p.Scopes); err != nil {
+		return nil, err
+	}
+	if p.IsZero() {
+		return nil, keystore.Errorf(keystore.EINVALID, "nothing to update: give a new name, scopes, expiry or metadata")
+	}
+	if p.ExpiresAt != nil && p.ClearExpiry {
+		return nil, keystore.Errorf(keystore.EINVALID, "set an expiry or clear it, not both")
+	}
+	body := map[string]any{}
+	if p.Name != nil {
+		body["name"] = *p.Name
+	}
+	if p.Scopes != nil {
+		body["scopes"] = p.Scopes
+	}
+	if p.ExpiresAt != nil {
+		body["expires_at"] = p.ExpiresAt.UTC().Format(time.RFC3339Nano)
+	} else if p.ClearExpiry {
+		body["expires_at"] = nil
+	}
+	if len(p.Metadata) > 0 || len(p.RemoveMetadata) > 0 {
+		m := map[string]*string{}
+		for _, name := range p.RemoveMetadata {
+			if _, set := p.Metadata[name]; set {
+				return nil, keystore.Errorf(keystore.EINVALID, "metadata %q is both set and removed", keystore.Truncate(name, 40))
+			}
+			m[name] = nil
+		}
+		for name, v := range p.Metadata {
+			m[name] = &v
+		}
+		body["metadata"] = m
+	}
+	var k keystore.Key
+	if err := s.call(ctx, http.MethodPatch, "/api-keys/"+url.PathEscape(id), nil, body, &k, nil); err != nil {
+		return nil, err
+	}
+	return &k, nil
+}
+
+// Disable stops key id until Enable.
+func (s *Store) Disable(ctx context.Context, id string) (*keystore.Key, error) {
+	return s.keyAction(ctx, id, "disable")
+}
+
+// Enable undoes Disable.
+func (s *Store) Enable(ctx context.Context, id string) (*keystore.Key, error) {
+	return s.keyAction(ctx, id, "enable")
+}
+
+// Delete removes revoked key id for good.
+func (s *Store) Delete(ctx context.Context, id string) (*keystore.Key, error) {
+	return s.keyAction(ctx, id, "delete")
+}
+
+// keyAction POSTs to /api-keys/{id}/{action} and returns the key.
+func (s *Store) keyAction(ctx context.Context, id, action string) (*keystore.Key, error) {
+	if err := keystore.CheckID(id); err != nil {
+		return nil, err
+	}
+	var k keystore.Key
+	if err := s.call(ctx, http.MethodPost, "/api-keys/"+url.PathEscape(id)+"/"+action, nil, nil, &k, nil); err != nil {
+		return nil, err
+	}
+	return &k, nil
 }
 
 func checkScopes(scopes []string) error {

@@ -18,7 +18,8 @@ import (
 // It stays exact:
 //   - it keeps key records, not verdicts: expiry is judged at each Verify
 //     with keystore.Judge and the store's clock;
-//   - a change made through this Store (create, rotate, revoke, import)
+//   - a change made through this Store (create, rotate, revoke, import,
+//     update, disable, enable, delete)
 //     drops what it affects before the call returns;
 //   - every change by another process writes an audit event in the same
 //     transaction, so a watcher reads the events after the last one seen,
@@ -233,7 +234,7 @@ func (c *verifyCache) apply(action, id string) {
 	case keystore.ActionCreate, keystore.ActionImport:
 		// A new key may have a secret remembered as belonging to none.
 		c.dropNegative()
-	case keystore.ActionRevoke:
+	case keystore.ActionRevoke, keystore.ActionUpdate, keystore.ActionDisable, keystore.ActionEnable, keystore.ActionDelete:
 		c.drop(id)
 	case keystore.ActionRotate:
 		c.drop(id)

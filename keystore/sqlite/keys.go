@@ -15,7 +15,7 @@ import (
 
 // keyColumns are the columns scanKey reads, in its order.
 const keyColumns = `id, name, environment, scopes, hint, created_at, expires_at,
-	revoked_at, last_used_at, rotated_from, rotated_to, metadata`
+	revoked_at, last_used_at, rotated_from, rotated_to, metadata, disabled_at`
 
 // clock returns the current time as the store keeps it: UTC, whole seconds.
 func (s *Store) clock() time.Time { return s.nowFn().UTC().Truncate(time.Second) }
@@ -280,16 +280,8 @@ func (s *Store) Audit(ctx context.Context, keyID string) ([]keystore.Event, erro
 	defer rows.Close()
 	events := []keystore.Event{}
 	for rows.Next() {
-		var (
-			e       keystore.Event
-			at      int64
-			details string
-		)
-		if err := rows.Scan(&e.ID, &at, &e.Actor, &e.Action, &e.KeyID, &details); err != nil {
-			return nil, s.fail(ctx, op, err)
-		}
-		e.At = time.Unix(at, 0).UTC()
-		if err := json.Unmarshal([]byte(details), &e.Details); err != nil {
+		e, err := scanEvent(rows)
+		if err != nil {
 			return nil, s.fail(ctx, op, err)
 		}
 		events = append(events, e)
@@ -402,10 +394,11 @@ func scanKey(row interface{ Scan(...any) error }, now time.Time) (*keystore.Key,
 		scopes, metadata           string
 		created                    int64
 		expires, revoked, lastUsed sql.NullInt64
+		disabled                   sql.NullInt64
 		from, to                   sql.NullString
 	)
 	err := row.Scan(&k.ID, &k.Name, &k.Environment, &scopes, &k.Hint, &created,
-		&expires, &revoked, &lastUsed, &from, &to, &metadata)
+		&expires, &revoked, &lastUsed, &from, &to, &metadata, &disabled)
 	if err != nil {
 		return nil, err
 	}
@@ -420,6 +413,7 @@ func scanKey(row interface{ Scan(...any) error }, now time.Time) (*keystore.Key,
 	k.Scopes = strings.Fields(scopes)
 	k.CreatedAt = time.Unix(created, 0).UTC()
 	k.ExpiresAt, k.RevokedAt, k.LastUsedAt = timePtr(expires), timePtr(revoked), timePtr(lastUsed)
+	k.DisabledAt = timePtr(disabled)
 	if from.Valid {
 		k.RotatedFrom = &from.String
 	}
@@ -434,8 +428,9 @@ func scanKey(row interface{ Scan(...any) error }, now time.Time) (*keystore.Key,
 // conditions say what Key.StatusAt says, in SQL.
 func where(f keystore.ListFilter, now time.Time) (string, []any, error) {
 	const (
-		revoked = "(revoked_at IS NOT NULL)"
-		expired = "(expires_at IS NOT NULL AND expires_at <= ?)"
+		revoked  = "(revoked_at IS NOT NULL)"
+		expired  = "(expires_at IS NOT NULL AND expires_at <= ?)"
+		disabled = "disabled_at IS NOT NULL"
 	)
 	var (
 		conds []string
@@ -448,10 +443,12 @@ func where(f keystore.ListFilter, now time.Time) (string, []any, error) {
 		conds = append(conds, revoked)
 	case keystore.StatusExpired:
 		conds, args = append(conds, "NOT "+revoked+" AND "+expired), append(args, t)
+	case keystore.StatusDisabled:
+		conds, args = append(conds, "NOT "+revoked+" AND NOT "+expired+" AND "+disabled), append(args, t)
 	case keystore.StatusActive:
-		conds, args = append(conds, "NOT "+revoked+" AND NOT "+expired), append(args, t)
+		conds, args = append(conds, "NOT "+revoked+" AND NOT "+expired+" AND NOT "+disabled), append(args, t)
 	default:
-		return "", nil, keystore.Errorf(keystore.EINVALID, "unknown status %q (want active, expired or revoked)", short(f.Status))
+		return "", nil, keystore.Errorf(keystore.EINVALID, "unknown status %q (want active, disabled, expired or revoked)", short(f.Status))
 	}
 	if f.Environment != "" {
 		if !keystore.ValidEnv(f.Environment) {
@@ -479,6 +476,27 @@ func where(f keystore.ListFilter, now time.Time) (string, []any, error) {
 	}
 	if f.Rotatable {
 		conds = append(conds, "rotated_to IS NULL AND revoked_at IS NULL")
+	}
+	if f.Revocable {
+		conds = append(conds, "revoked_at IS NULL")
+	}
+	if !f.ExpiringBefore.IsZero() {
+		// Not yet expired (expires_at > now) and expiring before the cut:
+		// second S is before time T when S < T rounded up.
+		cut := f.ExpiringBefore.Unix()
+		if f.ExpiringBefore.Nanosecond() > 0 {
+			cut++
+		}
+		conds = append(conds, "revoked_at IS NULL AND expires_at IS NOT NULL AND expires_at > ? AND expires_at < ?")
+		args = append(args, t, cut)
+	}
+	if f.IDPrefix != "" {
+		if err := keystore.CheckIDPrefix(f.IDPrefix); err != nil {
+			return "", nil, err
+		}
+		// A range of the primary key: IDs are ASCII, so every ID with the
+		// prefix sorts before the prefix followed by DEL.
+		conds, args = append(conds, "id >= ? AND id < ?"), append(args, f.IDPrefix, f.IDPrefix+"\x7f")
 	}
 	if len(conds) == 0 {
 		return "", nil, nil

@@ -23,6 +23,7 @@ func TestMigrateToSchema3(t *testing.T) {
 
 	// Back to schema 2, as an older keyctl left it.
 	db := rawDB(t, path)
+	execAll(t, db, undoSchema4...)
 	execAll(t, db, "DROP INDEX audit_events_new_key_id",
 		"CREATE INDEX audit_events_new_key_id ON audit_events (json_extract(details, '$.new_key_id'))",
 		"PRAGMA user_version = 2")
@@ -33,8 +34,8 @@ func TestMigrateToSchema3(t *testing.T) {
 	if err != nil || len(events) != 1 || events[0].Action != keystore.ActionRotate || events[0].KeyID != k.ID {
 		t.Fatalf("Audit(new key) = %+v, %v; want the rotation that made it", events, err)
 	}
-	if got := pragma(t, path, "user_version"); got != "3" {
-		t.Errorf("user_version = %q, want 3", got)
+	if got := pragma(t, path, "user_version"); got != "4" {
+		t.Errorf("user_version = %q, want 4", got)
 	}
 	db = rawDB(t, path)
 	defer db.Close()

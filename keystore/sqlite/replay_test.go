@@ -66,6 +66,7 @@ func TestMigrateFromSchema1(t *testing.T) {
 	k := create(t, s, "old")
 	s.Close()
 	db := rawDB(t, path)
+	execAll(t, db, undoSchema4...)
 	execAll(t, db, "DROP TABLE idempotent_replies", "PRAGMA user_version = 1")
 	db.Close()
 
@@ -80,7 +81,7 @@ func TestMigrateFromSchema1(t *testing.T) {
 	if err := s.SaveReplay(context.Background(), sha256.Sum256(nil), []byte("x"), time.Now()); err != nil {
 		t.Errorf("SaveReplay after the upgrade: %v", err)
 	}
-	if got := pragma(t, path, "user_version"); got != "3" {
-		t.Errorf("user_version = %q, want 3", got)
+	if got := pragma(t, path, "user_version"); got != "4" {
+		t.Errorf("user_version = %q, want 4", got)
 	}
 }

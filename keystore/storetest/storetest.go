@@ -75,6 +75,11 @@ func RunHarness(t *testing.T, newHarness func(t *testing.T, clock *Clock) Harnes
 		{"import_large", testImportLarge},
 		{"import_session", testImportSession},
 		{"export_restore", testExportRestore},
+		{"update", testUpdate},
+		{"disable_enable", testDisableEnable},
+		{"delete", testDelete},
+		{"events", testEvents},
+		{"list_lifecycle_filters", testListLifecycleFilters},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1,0 +1,226 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"strings"
+	"time"
+
+	"github.com/chatbotplatform/keyctl/keystore"
+)
+
+// Update changes key id's name, scopes, expiry or metadata, with one audit
+// event that holds the before and after of each changed field.
+func (s *Store) Update(ctx context.Context, id string, p keystore.UpdateParams) (*keystore.Key, error) {
+	if err := keystore.CheckID(id); err != nil {
+		return nil, err
+	}
+	now := s.clock()
+	var nk *keystore.Key
+	err := s.inTx(ctx, "update key "+id, func(tx *sql.Tx) error {
+		k, err := getKey(ctx, tx, id, now)
+		if err != nil {
+			return err
+		}
+		if k.RevokedAt != nil {
+			return keystore.Errorf(keystore.ECONFLICT, "key %s is revoked: it cannot change", id)
+		}
+		var changes map[string]any
+		nk, changes, err = p.Apply(k, now)
+		if err != nil || len(changes) == 0 {
+			return err
+		}
+		meta, err := json.Marshal(nk.Metadata)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx,
+			"UPDATE keys SET name = ?, scopes = ?, expires_at = ?, metadata = ? WHERE id = ?",
+			nk.Name, strings.Join(nk.Scopes, " "), unix(nk.ExpiresAt), string(meta), id); err != nil {
+			return err
+		}
+		return s.record(ctx, tx, now, keystore.ActionUpdate, id, changes)
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.changed(false, id)
+	s.withUses(nk)
+	return nk, nil
+}
+
+// Disable stops key id until Enable.
+func (s *Store) Disable(ctx context.Context, id string) (*keystore.Key, error) {
+	return s.setDisabled(ctx, id, true)
+}
+
+// Enable undoes Disable.
+func (s *Store) Enable(ctx context.Context, id string) (*keystore.Key, error) {
+	return s.setDisabled(ctx, id, false)
+}
+
+func (s *Store) setDisabled(ctx context.Context, id string, disable bool) (*keystore.Key, error) {
+	if err := keystore.CheckID(id); err != nil {
+		return nil, err
+	}
+	op, action := "enable key ", keystore.ActionEnable
+	if disable {
+		op, action = "disable key ", keystore.ActionDisable
+	}
+	now := s.clock()
+	var k *keystore.Key
+	err := s.inTx(ctx, op+id, func(tx *sql.Tx) error {
+		var err error
+		if k, err = getKey(ctx, tx, id, now); err != nil {
+			return err
+		}
+		if k.RevokedAt != nil {
+			return keystore.Errorf(keystore.ECONFLICT, "key %s is revoked: revoking is final", id)
+		}
+		if (k.DisabledAt != nil) == disable {
+			return nil // nothing to change, nothing to record
+		}
+		var at *time.Time
+		if disable {
+			at = &now
+		}
+		if _, err := tx.ExecContext(ctx, "UPDATE keys SET disabled_at = ? WHERE id = ?", unix(at), id); err != nil {
+			return err
+		}
+		k.DisabledAt = at
+		k.Status = k.StatusAt(now)
+		return s.record(ctx, tx, now, action, id, map[string]any{})
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.changed(false, id)
+	s.withUses(k)
+	return k, nil
+}
+
+// Delete removes revoked key id; its audit events stay.
+func (s *Store) Delete(ctx context.Context, id string) (*keystore.Key, error) {
+	if err := keystore.CheckID(id); err != nil {
+		return nil, err
+	}
+	now := s.clock()
+	var k *keystore.Key
+	err := s.inTx(ctx, "delete key "+id, func(tx *sql.Tx) error {
+		var err error
+		if k, err = getKey(ctx, tx, id, now); err != nil {
+			return err
+		}
+		if k.RevokedAt == nil {
+			return keystore.Errorf(keystore.ECONFLICT, "key %s is not revoked: revoke it before deleting it", id)
+		}
+		// The keys rotated from or to it would point at nothing.
+		for _, stmt := range []string{
+			"UPDATE keys SET rotated_from = NULL WHERE rotated_from = ?",
+			"UPDATE keys SET rotated_to = NULL WHERE rotated_to = ?",
+			"DELETE FROM keys WHERE id = ?",
+		} {
+			if _, err := tx.ExecContext(ctx, stmt, id); err != nil {
+				return err
+			}
+		}
+		return s.record(ctx, tx, now, keystore.ActionDelete, id, map[string]any{"name": k.Name})
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.changed(false, id)
+	return k, nil
+}
+
+// eventWhere turns an event filter into an SQL condition and its arguments.
+func eventWhere(f keystore.EventFilter) (string, []any, error) {
+	if err := f.Validate(); err != nil {
+		return "", nil, err
+	}
+	var (
+		conds []string
+		args  []any
+	)
+	if f.KeyID != "" {
+		conds = append(conds, "key_id = ? OR (action = 'rotate' AND json_extract(details, '$.new_key_id') = ?)")
+		args = append(args, f.KeyID, f.KeyID)
+	}
+	if !f.Since.IsZero() {
+		// at is whole seconds: second S is at or after time T when S >= T
+		// rounded up.
+		cut := f.Since.Unix()
+		if f.Since.Nanosecond() > 0 {
+			cut++
+		}
+		conds, args = append(conds, "at >= ?"), append(args, cut)
+	}
+	if f.Action != "" {
+		conds, args = append(conds, "action = ?"), append(args, f.Action)
+	}
+	if len(conds) == 0 {
+		return "", nil, nil
+	}
+	return " WHERE (" + strings.Join(conds, ") AND (") + ")", args, nil
+}
+
+// Events returns the events that match f, newest first.
+func (s *Store) Events(ctx context.Context, f keystore.EventFilter) ([]keystore.Event, error) {
+	const op = "read audit log"
+	cond, args, err := eventWhere(f)
+	if err != nil {
+		return nil, err
+	}
+	limit := f.Limit
+	if limit == 0 {
+		limit = -1 // SQLite's "no limit"
+	}
+	rows, err := s.db.QueryContext(ctx,
+		"SELECT id, at, actor, action, key_id, details FROM audit_events"+cond+" ORDER BY seq DESC LIMIT ? OFFSET ?",
+		append(args, limit, f.Offset)...)
+	if err != nil {
+		return nil, s.fail(ctx, op, err)
+	}
+	defer rows.Close()
+	events := []keystore.Event{}
+	for rows.Next() {
+		e, err := scanEvent(rows)
+		if err != nil {
+			return nil, s.fail(ctx, op, err)
+		}
+		events = append(events, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, s.fail(ctx, op, err)
+	}
+	return events, nil
+}
+
+// CountEvents returns how many events match f.
+func (s *Store) CountEvents(ctx context.Context, f keystore.EventFilter) (int, error) {
+	f.Offset, f.Limit = 0, 0
+	cond, args, err := eventWhere(f)
+	if err != nil {
+		return 0, err
+	}
+	var n int
+	if err := s.db.QueryRowContext(ctx, "SELECT count(*) FROM audit_events"+cond, args...).Scan(&n); err != nil {
+		return 0, s.fail(ctx, "count audit events", err)
+	}
+	return n, nil
+}
+
+func scanEvent(row interface{ Scan(...any) error }) (keystore.Event, error) {
+	var (
+		e       keystore.Event
+		at      int64
+		details string
+	)
+	if err := row.Scan(&e.ID, &at, &e.Actor, &e.Action, &e.KeyID, &details); err != nil {
+		return e, err
+	}
+	e.At = time.Unix(at, 0).UTC()
+	err := json.Unmarshal([]byte(details), &e.Details)
+	return e, err
+}
