@@ -36,12 +36,16 @@ IDs (with each key's name and status) from the configured store, scopes,
 profiles and flag values.
 
 bash (needs the bash-completion package):
+  mkdir -p ~/.local/share/bash-completion/completions
   keyctl completion bash > ~/.local/share/bash-completion/completions/keyctl
 
-zsh:
-  keyctl completion zsh > "${fpath[1]}/_keyctl"    # then start a new shell
+zsh (then add fpath=(~/.zfunc $fpath) to ~/.zshrc before compinit, and
+start a new shell):
+  mkdir -p ~/.zfunc
+  keyctl completion zsh > ~/.zfunc/_keyctl
 
 fish:
+  mkdir -p ~/.config/fish/completions
   keyctl completion fish > ~/.config/fish/completions/keyctl.fish
 
 PowerShell:
@@ -90,11 +94,13 @@ func registerCompletions(root *cobra.Command, f *Factory) {
 	byFlag := map[string]cobra.CompletionFunc{
 		"output":  fixed(output.Formats...),
 		"env":     fixed(keystore.EnvLive, keystore.EnvTest),
-		"status":  fixed(keystore.StatusActive, keystore.StatusExpired, keystore.StatusRevoked),
+		"status":  fixed(keystore.StatusActive, keystore.StatusDisabled, keystore.StatusExpired, keystore.StatusRevoked),
+		"action":  fixed(keystore.Actions...),
 		"scheme":  fixed("standard", "stripe", "github"),
-		"scope":   completeScopes,
-		"profile": completeProfiles(f),
-		"key":     completeKeyIDs(f, true),
+		"scope":        completeScopes,
+		"remove-scope": completeScopes,
+		"profile":      completeProfiles(f),
+		"key":          completeKeyIDs(f, true, keystore.ListFilter{}),
 	}
 	var walk func(c *cobra.Command)
 	walk = func(c *cobra.Command) {
@@ -110,16 +116,27 @@ func registerCompletions(root *cobra.Command, f *Factory) {
 		}
 	}
 	walk(root)
+	// Each command is offered the keys it can act on.
 	for _, c := range root.Commands() {
 		switch c.Name() {
-		case "show", "rotate":
-			c.ValidArgsFunction = completeKeyIDs(f, false)
-		case "revoke":
-			c.ValidArgsFunction = completeKeyIDs(f, true)
+		case "show":
+			c.ValidArgsFunction = completeKeyIDs(f, true, keystore.ListFilter{})
+		case "update":
+			c.ValidArgsFunction = completeKeyIDs(f, false, keystore.ListFilter{Revocable: true})
+		case "rotate":
+			c.ValidArgsFunction = completeKeyIDs(f, false, keystore.ListFilter{Rotatable: true})
+		case "revoke", "disable":
+			c.ValidArgsFunction = completeKeyIDs(f, true, keystore.ListFilter{Revocable: true})
+		case "enable":
+			c.ValidArgsFunction = completeKeyIDs(f, true, keystore.ListFilter{Status: keystore.StatusDisabled})
+		case "delete":
+			c.ValidArgsFunction = completeKeyIDs(f, true, keystore.ListFilter{Status: keystore.StatusRevoked})
 		}
 	}
 }
 
+// completeScopes offers scopes and patterns. In a comma-separated list
+// (--scope bots:read,ch) it completes the last item, after the ones given.
 func completeScopes(cmd *cobra.Command, args []string, toComplete string) ([]cobra.Completion, cobra.ShellCompDirective) {
 	values := slices.Clone(keystore.AllScopes)
 	values = append(values, "*", "*:read", "*:write")
@@ -128,7 +145,18 @@ func completeScopes(cmd *cobra.Command, args []string, toComplete string) ([]cob
 			values = append(values, r+":*")
 		}
 	}
-	return values, cobra.ShellCompDirectiveNoFileComp
+	i := strings.LastIndexByte(toComplete, ',')
+	if i < 0 {
+		return values, cobra.ShellCompDirectiveNoFileComp
+	}
+	head, given := toComplete[:i+1], strings.Split(toComplete[:i], ",")
+	var out []cobra.Completion
+	for _, v := range values {
+		if !slices.Contains(given, v) {
+			out = append(out, head+v)
+		}
+	}
+	return out, cobra.ShellCompDirectiveNoFileComp
 }
 
 // completionSettings reads the config for the line being completed: the
@@ -154,10 +182,15 @@ func completeProfiles(f *Factory) cobra.CompletionFunc {
 	}
 }
 
-// completeKeyIDs offers the IDs of the configured store's newest keys, each
-// described by its name and status; with many, an ID may be given again
-// (revoke takes several, a flag value is not an argument).
-func completeKeyIDs(f *Factory, many bool) cobra.CompletionFunc {
+// maxKeyCompletions bounds the IDs offered at once: the shell shows them all.
+const maxKeyCompletions = 1000
+
+// completeKeyIDs offers the IDs of the configured store's keys that match
+// filter and start with what was typed, found by a prefix query over the
+// whole store, each described by its name and status. With many, the
+// command takes several IDs (an ID already on the line is not offered
+// again); otherwise only the first argument is completed.
+func completeKeyIDs(f *Factory, many bool, filter keystore.ListFilter) cobra.CompletionFunc {
 	return func(cmd *cobra.Command, args []string, toComplete string) ([]cobra.Completion, cobra.ShellCompDirective) {
 		none := cobra.ShellCompDirectiveNoFileComp
 		if !many && len(args) > 0 {
@@ -175,12 +208,17 @@ func completeKeyIDs(f *Factory, many bool) cobra.CompletionFunc {
 		if err != nil {
 			return nil, none
 		}
+		if keystore.CheckIDPrefix(toComplete) != nil {
+			return nil, none
+		}
+		q := keystore.ListOptions{ListFilter: filter, Limit: maxKeyCompletions + len(args)}
+		q.IDPrefix = toComplete
 		var out []cobra.Completion
-		for k, err := range store.List(cmd.Context(), keystore.ListOptions{Limit: 1000}) {
+		for k, err := range store.List(cmd.Context(), q) {
 			if err != nil {
 				return nil, none
 			}
-			if strings.HasPrefix(k.ID, toComplete) && !slices.Contains(args, k.ID) {
+			if !slices.Contains(args, k.ID) && len(out) < maxKeyCompletions {
 				out = append(out, cobra.CompletionWithDesc(k.ID, fmt.Sprintf("%s (%s)", k.Name, k.Status)))
 			}
 		}

@@ -200,6 +200,9 @@ func importRun(ctx context.Context, opts *ImportOptions) error {
 	if perr := printImportSummary(f, im.sum); err == nil {
 		err = perr
 	}
+	if im.unhinted > 0 {
+		notice(f.IO.ErrOut, "note: %d records gave key_sha256 without a hint, so keyctl could not check that they are keys of its format (sk_live_ or sk_test_, 46 characters); a key of another format never verifies", im.unhinted)
+	}
 	switch {
 	case err != nil:
 		return asUsage(err)
@@ -249,11 +252,12 @@ type importer struct {
 	read      *countingReader // the input, for progress; nil once spooled
 	bar       *output.Progress
 
-	batch   []keystore.ImportKey
-	lines   []int // the line of each key of batch
-	records int   // lines that were not blank
-	done    int64 // bytes of input behind the last record, for progress
-	sum     importSummary
+	batch    []keystore.ImportKey
+	lines    []int // the line of each key of batch
+	records  int   // lines that were not blank
+	unhinted int   // key_sha256 records without a hint
+	done     int64 // bytes of input behind the last record, for progress
+	sum      importSummary
 }
 
 // importRecord is a line of input on its way to the store: its key, or
@@ -273,6 +277,9 @@ func (im *importer) add(r importRecord) error {
 		im.sum.Failed++
 		im.report(r.line, r.err.Error())
 	} else {
+		if k := r.key; k.Source != keystore.ImportSourceKey && k.Hint == "sk_"+k.Params.Environment+"_…" {
+			im.unhinted++
+		}
 		im.batch = append(im.batch, *r.key)
 		im.lines = append(im.lines, r.line)
 		if len(im.batch) >= im.batchSize {

@@ -5,8 +5,11 @@ import (
 	"io"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
+
+	"github.com/mattn/go-runewidth"
 
 	"github.com/chatbotplatform/keyctl/keystore"
 	"github.com/chatbotplatform/keyctl/output"
@@ -56,6 +59,7 @@ func (p *printer) keyDetails(k *keystore.Key) error {
 	row("created_at", p.io.Time(&k.CreatedAt, p.now))
 	row("expires_at", p.io.Time(k.ExpiresAt, p.now))
 	row("revoked_at", p.io.Time(k.RevokedAt, p.now))
+	row("disabled_at", p.io.Time(k.DisabledAt, p.now))
 	row("last_used_at", p.io.Time(k.LastUsedAt, p.now))
 	row("rotated_from", deref(k.RotatedFrom))
 	row("rotated_to", deref(k.RotatedTo))
@@ -68,9 +72,117 @@ func (p *printer) keyDetails(k *keystore.Key) error {
 
 var keyColumns = []string{"ID", "NAME", "ENV", "STATUS", "SCOPES", "CREATED", "LAST USED", "EXPIRES"}
 
-func (p *printer) keyRow(t *output.Table, k *keystore.Key) {
-	t.Row(k.ID, output.Escape(k.Name), k.Environment, p.io.Colorize(k.Status, k.Status), strings.Join(k.Scopes, ","),
-		p.io.Time(&k.CreatedAt, p.now), p.io.Time(k.LastUsedAt, p.now), p.io.Time(k.ExpiresAt, p.now))
+// keyFit is how a table of keys fits the terminal: the widths that the
+// name and scopes columns may take (0: no bound, as in a pipe).
+type keyFit struct {
+	p                  *printer
+	nameMax, scopesMax int
+}
+
+// fitKeyTable works out how rows fit width columns. Off a terminal
+// (width 0) nothing is cut and scopes are listed in full, for scripts.
+func fitKeyTable(p *printer, rows []*keystore.Key, width int) keyFit {
+	fit := keyFit{p: p}
+	if width <= 0 {
+		return fit
+	}
+	// The widest cell of each column, the header included, and two
+	// spaces between columns.
+	widths := make([]int, len(keyColumns))
+	for i, h := range keyColumns {
+		widths[i] = runewidth.StringWidth(h)
+	}
+	for _, k := range rows {
+		for i, c := range fit.cells(k) {
+			widths[i] = max(widths[i], runewidth.StringWidth(c))
+		}
+	}
+	const nameCol, scopesCol = 1, 4
+	fixed := 2 * (len(widths) - 1)
+	for i, w := range widths {
+		if i != nameCol && i != scopesCol {
+			fixed += w
+		}
+	}
+	room := width - fixed
+	if widths[nameCol]+widths[scopesCol] <= room {
+		return fit
+	}
+	// Scopes take at most 40% of the room, at least a summary's worth;
+	// the name takes the rest, at least 8 columns.
+	fit.scopesMax = min(widths[scopesCol], max(room*2/5, 12))
+	fit.nameMax = max(room-fit.scopesMax, 8)
+	return fit
+}
+
+func (fit keyFit) cells(k *keystore.Key) []string {
+	p := fit.p
+	scopes := strings.Join(k.Scopes, ",")
+	name := output.Escape(k.Name)
+	if p.io.IsStdoutTTY() {
+		scopes = summarizeScopes(k.Scopes, fit.scopesMax)
+		if fit.nameMax > 0 {
+			name = runewidth.Truncate(name, fit.nameMax, "…")
+		}
+	}
+	return []string{k.ID, name, k.Environment, k.Status, scopes,
+		p.io.Time(&k.CreatedAt, p.now), p.io.Time(k.LastUsedAt, p.now), p.io.Time(k.ExpiresAt, p.now)}
+}
+
+func (fit keyFit) row(t *output.Table, k *keystore.Key) {
+	c := fit.cells(k)
+	c[3] = fit.p.io.Colorize(k.Status, k.Status)
+	t.Row(c...)
+}
+
+// summarizeScopes writes scopes for a person: "all" for every scope, a
+// resource's read and write as "bots:*", and, past max columns (0: no
+// bound), as many as fit and "+N" for the rest: "bots:*, +3".
+func summarizeScopes(scopes []string, maxWidth int) string {
+	if containsAll(scopes, keystore.AllScopes) {
+		return "all"
+	}
+	var items []string
+	for _, s := range scopes {
+		r, a, ok := strings.Cut(s, ":")
+		if !ok {
+			items = append(items, s)
+			continue
+		}
+		other := r + ":write"
+		if a == "write" {
+			other = r + ":read"
+		}
+		switch {
+		case !slices.Contains(scopes, other):
+			items = append(items, s)
+		case a == "read":
+			items = append(items, r+":*")
+		}
+	}
+	text := strings.Join(items, ", ")
+	if maxWidth <= 0 || len(text) <= maxWidth {
+		return text
+	}
+	if len(items) == 1 {
+		return runewidth.Truncate(text, maxWidth, "…")
+	}
+	for n := len(items) - 1; n >= 1; n-- {
+		t := strings.Join(items[:n], ", ") + ", +" + strconv.Itoa(len(items)-n)
+		if len(t) <= maxWidth {
+			return t
+		}
+	}
+	return items[0] + ", +" + strconv.Itoa(len(items)-1)
+}
+
+func containsAll(have, want []string) bool {
+	for _, w := range want {
+		if !slices.Contains(have, w) {
+			return false
+		}
+	}
+	return true
 }
 
 func deref(s *string) string {

@@ -20,6 +20,7 @@ type ListOptions struct {
 	Env       string
 	Scope     string
 	OlderThan string
+	Expiring  string
 	Limit     int
 	All       bool
 
@@ -34,9 +35,14 @@ func NewCmdList(f *Factory, runF func(*ListOptions) error) *cobra.Command {
 		Use:         "list",
 		Short:       "List API keys, newest first",
 		Long: `List API keys, newest first: the 50 newest by default, every key with --all.
-Filters combine. Secrets are never shown; the hint identifies a key.`,
+Filters combine. Secrets are never shown; the hint identifies a key.
+
+On a terminal the table fits its width: scopes are summed up (all, bots:*,
+"bots:*, +3") and long names cut with "…"; stderr says when --limit cut the
+list. JSON and piped output always hold the full values.`,
 		Example: `  keyctl list
   keyctl list --status active --env live --scope bots:write
+  keyctl list --expiring-within 14d
   keyctl list --older-than 90d -o json | jq -r '.[].id'
   keyctl list --all -o jsonl > keys.jsonl`,
 		Args: noArgs,
@@ -51,10 +57,11 @@ Filters combine. Secrets are never shown; the hint identifies a key.`,
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&opts.Status, "status", "", "only keys with this status: active, expired or revoked")
+	fl.StringVar(&opts.Status, "status", "", "only keys with this status: active, disabled, expired or revoked")
 	fl.StringVar(&opts.Env, "env", "", "only keys of this environment: live or test")
 	fl.StringVar(&opts.Scope, "scope", "", "only keys granted this scope")
 	fl.StringVar(&opts.OlderThan, "older-than", "", "only keys created longer ago than this, such as 90d")
+	fl.StringVar(&opts.Expiring, "expiring-within", "", "only keys not revoked that expire within this time from now, such as 14d")
 	fl.IntVarP(&opts.Limit, "limit", "L", 50, "print at most this many keys")
 	fl.BoolVar(&opts.All, "all", false, "print every key (no limit)")
 	return cmd
@@ -65,6 +72,16 @@ func (opts *ListOptions) resolve(cmd *cobra.Command) error {
 	filter, err := keyFilter(opts.f, opts.Status, opts.Env, opts.Scope, opts.OlderThan)
 	if err != nil {
 		return err
+	}
+	if opts.Expiring != "" {
+		d, err := keystore.ParseDuration(opts.Expiring)
+		if err != nil {
+			return asUsage(err)
+		}
+		if d <= 0 {
+			return usageError("--expiring-within must be positive")
+		}
+		filter.ExpiringBefore = opts.f.Now().Add(d)
 	}
 	q.ListFilter = filter
 	if opts.All && flagChanged(cmd.Flags(), "limit") {
@@ -83,7 +100,7 @@ func (opts *ListOptions) resolve(cmd *cobra.Command) error {
 func keyFilter(f *Factory, status, env, scope, olderThan string) (keystore.ListFilter, error) {
 	var lf keystore.ListFilter
 	if status != "" && !keystore.ValidStatus(status) {
-		return lf, usageError("invalid --status %q (want active, expired or revoked)", status)
+		return lf, usageError("invalid --status %q (want active, disabled, expired or revoked)", status)
 	}
 	lf.Status = status
 	if env != "" && !keystore.ValidEnv(env) {
@@ -150,14 +167,27 @@ func listRun(ctx context.Context, opts *ListOptions) error {
 	case p.format == output.FormatJSON:
 		return streamJSONArray(f.IO.Out, keys)
 	}
+	// A table that fits a terminal needs every row first; elsewhere rows
+	// go out as they come, so memory stays flat however many keys.
 	t := f.IO.NewTable(keyColumns...)
+	width := f.IO.Width()
+	var rows []*keystore.Key
 	n := 0
 	for k, err := range keys {
 		if err != nil {
 			return asUsage(err)
 		}
-		p.keyRow(t, k)
 		n++
+		if width > 0 {
+			rows = append(rows, k)
+			continue
+		}
+		keyFit{p: p}.row(t, k)
+		if n%256 == 0 {
+			if err := t.Flush(); err != nil {
+				return err
+			}
+		}
 	}
 	if n == 0 {
 		if f.IO.IsStderrTTY() {
@@ -165,7 +195,20 @@ func listRun(ctx context.Context, opts *ListOptions) error {
 		}
 		return nil
 	}
-	return t.Render()
+	fit := fitKeyTable(p, rows, width)
+	for _, k := range rows {
+		fit.row(t, k)
+	}
+	if err := t.Render(); err != nil {
+		return err
+	}
+	if !opts.All && n == opts.Query.Limit && f.IO.IsStderrTTY() {
+		// Said only to a person: a script asked for its limit.
+		if total, err := store.Count(ctx, opts.Query.ListFilter); err == nil && total > n {
+			notice(f.IO.ErrOut, "Showing %d of %d keys (use --all or --limit)", n, total)
+		}
+	}
+	return nil
 }
 
 // streamJSONArray writes keys as an indented JSON array one element at a

@@ -1,7 +1,6 @@
 package commands
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"strings"
@@ -75,19 +74,17 @@ func revokeRun(ctx context.Context, opts *RevokeOptions) error {
 		keys = append(keys, k)
 	}
 	if !opts.Yes {
-		names := make([]string, len(keys))
-		for i, k := range keys {
-			names[i] = fmt.Sprintf("%s (%s)", k.ID, output.Escape(k.Name))
+		ok, err := confirm(ctx, f, fmt.Sprintf("Revoke %s? Clients using it stop working at once. [y/N] ", joinIDs(keys)))
+		if err != nil {
+			return err
 		}
-		fmt.Fprintf(f.IO.ErrOut, "Revoke %s? Clients using it stop working at once. [y/N] ", strings.Join(names, ", "))
-		answer, _ := bufio.NewReader(f.IO.In).ReadString('\n')
-		if a := strings.ToLower(strings.TrimSpace(answer)); a != "y" && a != "yes" {
+		if !ok {
 			fmt.Fprintln(f.IO.ErrOut, "nothing revoked")
 			return &silentError{code: exitError}
 		}
 	}
 	actx := f.Context(ctx)
-	revoked := make([]any, 0, len(keys))
+	revoked := make([]*keystore.Key, 0, len(keys))
 	for _, k := range keys {
 		r, err := store.Revoke(actx, k.ID)
 		if err != nil {
@@ -96,20 +93,7 @@ func revokeRun(ctx context.Context, opts *RevokeOptions) error {
 		revoked = append(revoked, r)
 		success(f.IO, "Revoked %s (%s)", r.ID, output.Escape(r.Name))
 	}
-	p := f.printer()
-	if p.isTable() {
-		if !f.IO.IsStdoutTTY() {
-			t := f.IO.NewTable()
-			for _, r := range revoked {
-				k := r.(*keystore.Key)
-				t.Row(k.ID, output.Escape(k.Name), k.Status, p.io.Time(k.RevokedAt, p.now))
-			}
-			return t.Render()
-		}
-		return nil
-	}
-	if len(revoked) == 1 {
-		return p.json(revoked[0])
-	}
-	return p.json(revoked)
+	// -o json prints an array however many keys were given, so that a
+	// script reads one shape.
+	return printKeyResults(f, revoked, func(p *printer, k *keystore.Key) string { return p.io.Time(k.RevokedAt, p.now) })
 }

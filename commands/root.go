@@ -63,6 +63,7 @@ func run(io *output.IOStreams, now func() time.Time, args []string) int {
 		fmt.Fprintln(io.ErrOut, "interrupted")
 		return exitInterrupted
 	}
+	err = withSuggestion(err)
 	var se *silentError
 	if !errors.As(err, &se) {
 		fmt.Fprintln(io.ErrOut, "error: "+output.Escape(redactSecrets(oneLine(err.Error()))))
@@ -78,6 +79,30 @@ func run(io *output.IOStreams, now func() time.Time, args []string) int {
 		}
 	}
 	return exitCode(err)
+}
+
+// withSuggestion moves the suggestion of cobra's error for a mistyped
+// command ("Did you mean this?" and a list, on lines of their own, which
+// the one-line error rule would cut) into a hint.
+func withSuggestion(err error) error {
+	msg := err.Error()
+	if !strings.HasPrefix(msg, "unknown command") {
+		return err
+	}
+	_, list, ok := strings.Cut(msg, "Did you mean this?")
+	if !ok {
+		return err
+	}
+	var names []string
+	for _, line := range strings.Split(list, "\n") {
+		if name := strings.TrimSpace(line); name != "" {
+			names = append(names, name)
+		}
+	}
+	if len(names) == 0 {
+		return err
+	}
+	return withHint(usageError("%s", oneLine(msg)), "did you mean "+strings.Join(names, " or ")+"?")
 }
 
 // commandGroups are the headings of keyctl --help.
@@ -99,7 +124,11 @@ var topCommands = []topCommand{
 	{"list", "keys", func(f *Factory) *cobra.Command { return NewCmdList(f, nil) }},
 	{"show", "keys", func(f *Factory) *cobra.Command { return NewCmdShow(f, nil) }},
 	{"rotate", "keys", func(f *Factory) *cobra.Command { return NewCmdRotate(f, nil) }},
+	{"update", "keys", func(f *Factory) *cobra.Command { return NewCmdUpdate(f, nil) }},
+	{"disable", "keys", func(f *Factory) *cobra.Command { return NewCmdDisable(f, nil) }},
+	{"enable", "keys", func(f *Factory) *cobra.Command { return NewCmdEnable(f, nil) }},
 	{"revoke", "keys", func(f *Factory) *cobra.Command { return NewCmdRevoke(f, nil) }},
+	{"delete", "keys", func(f *Factory) *cobra.Command { return NewCmdDelete(f, nil) }},
 	{"verify", "keys", func(f *Factory) *cobra.Command { return NewCmdVerify(f, nil) }},
 	{"import", "keys", func(f *Factory) *cobra.Command { return NewCmdImport(f, nil) }},
 	{"audit", "keys", func(f *Factory) *cobra.Command { return NewCmdAudit(f, nil) }},

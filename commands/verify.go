@@ -29,7 +29,7 @@ func NewCmdVerify(f *Factory, runF func(*VerifyOptions) error) *cobra.Command {
 		Use:         "verify [KEY | -]",
 		Short:       "Check that an API key is valid",
 		Long: `Check an API key the way the API does: its format (offline, by checksum),
-that it exists, is not revoked or expired, and holds every --scope. Records
+that it exists, is not revoked, expired or disabled, and holds every --scope. Records
 the key's last use.
 
 The key comes from the argument, from standard input with -, or from
@@ -60,6 +60,17 @@ users of the machine. Exit status 0 means valid, 3 means not valid.`,
 func (opts *VerifyOptions) resolve(args []string) error {
 	switch {
 	case len(args) == 1 && args[0] == "-":
+		// On a terminal, a prompt and no echo, as for a password: the
+		// key must not stay on the screen or in its scrollback.
+		if s, ok, err := opts.f.IO.ReadSecret("Key to verify (input hidden): "); ok {
+			if err != nil {
+				return usageError("read key from the terminal: %v", err)
+			}
+			if opts.Secret = strings.TrimSpace(s); opts.Secret == "" {
+				return usageError("no key given")
+			}
+			break
+		}
 		// A key is 46 bytes; read a little more to notice garbage.
 		b, err := io.ReadAll(io.LimitReader(opts.f.IO.In, 4096))
 		if err != nil {
@@ -144,6 +155,8 @@ func verifyMessage(v *keystore.Verification) string {
 		return "key" + who + " not valid: revoked"
 	case keystore.CodeExpired:
 		return "key" + who + " not valid: expired"
+	case keystore.CodeDisabled:
+		return "key" + who + " not valid: disabled (keyctl enable brings it back)"
 	case keystore.CodeInsufficientScope:
 		return "key" + who + " lacks scope " + strings.Join(v.MissingScopes, ", ")
 	}

@@ -210,17 +210,24 @@ func (k *ImportKey) Validate(now time.Time) error {
 	return CheckHint(k.Hint, k.Params.Environment)
 }
 
-// ValidHint reports whether hint has the shape of a display hint of a key
-// of environment env: sk_<env>_, at most 4 characters, "…", at most 4
-// characters, as Hint makes (sk_live_3nF8…a9Qz) or shorter (sk_live_…).
-// A hint never holds more of a secret than that.
+// ValidHint reports whether hint is the display hint of a key of keyctl's
+// format and of environment env: sk_<env>_, 4 characters, "…" and 4
+// characters, as Hint makes (sk_live_3nF8…a9Qz), or sk_<env>_… for a key
+// whose hint is not known. A hint never holds more of a secret than that.
+//
+// keyctl verifies only keys of its own format (ParseToken), so a hashed
+// key imported with the hint of another format (sk_live_…a9Qz, ghp_…)
+// could never verify: the hint is how an import tells, and refuses it.
 func ValidHint(hint, env string) bool {
 	rest, ok := strings.CutPrefix(hint, "sk_"+env+"_")
 	if !ok || !ValidEnv(env) {
 		return false
 	}
+	if rest == "…" {
+		return true
+	}
 	head, tail, ok := strings.Cut(rest, "…")
-	return ok && len(head) <= 4 && len(tail) <= 4 && isBase62(head) && isBase62(tail)
+	return ok && len(head) == 4 && len(tail) == 4 && isBase62(head) && isBase62(tail)
 }
 
 // CheckHint is ValidHint as an error, EINVALID, that does not repeat the
@@ -229,7 +236,7 @@ func CheckHint(hint, env string) error {
 	if ValidHint(hint, env) {
 		return nil
 	}
-	return Errorf(EINVALID, "hint must look like sk_%s_AbCd…WxYz (at most 4 characters either side of the …)", env)
+	return Errorf(EINVALID, "hint is not that of a key of keyctl's format (want sk_%s_AbCd…WxYz, 4 characters either side of the …): keyctl verifies only keys of its own format, so such a key could never verify; issue a new key with keyctl create instead", env)
 }
 
 // jsonProblem describes a decoding error without quoting the input, which

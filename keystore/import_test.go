@@ -70,8 +70,8 @@ func TestImportKeyValidate(t *testing.T) {
 		k    keystore.ImportKey
 		want string
 	}{
-		{"secret as hint", keystore.ImportKey{Params: keystore.CreateParams{Name: "x", Scopes: []string{"admin"}}, Hint: secret}, "hint must look like"},
-		{"hint of another env", keystore.ImportKey{Params: keystore.CreateParams{Name: "x", Scopes: []string{"admin"}}, Hint: "sk_test_…"}, "hint must look like"},
+		{"secret as hint", keystore.ImportKey{Params: keystore.CreateParams{Name: "x", Scopes: []string{"admin"}}, Hint: secret}, "hint is not that of a key of keyctl's format"},
+		{"hint of another env", keystore.ImportKey{Params: keystore.CreateParams{Name: "x", Scopes: []string{"admin"}}, Hint: "sk_test_…"}, "hint is not that of a key of keyctl's format"},
 		{"pattern scope", keystore.ImportKey{Params: keystore.CreateParams{Name: "x", Scopes: []string{"bots:*"}}, Hint: "sk_live_…"}, "unknown scope"},
 		{"future created_at", keystore.ImportKey{Params: keystore.CreateParams{Name: "x", Scopes: []string{"admin"}}, Hint: "sk_live_…", CreatedAt: importNow.Add(time.Second)}, "created_at is in the future"},
 	} {
@@ -94,8 +94,9 @@ func TestValidHint(t *testing.T) {
 	for hint, want := range map[string]bool{
 		keystore.Hint(secret): true,
 		"sk_test_…":           true,
-		"sk_test_ab…":         true,
-		"sk_test_…cd":         true,
+		"sk_test_ab…":         false, // not keyctl's hint: another format
+		"sk_test_…cd":         false,
+		"sk_test_…abcd":       false,
 		"sk_live_…":           false, // another environment
 		secret:                false,
 		"sk_test_abcde…":      false,
@@ -133,7 +134,7 @@ func TestParseImportRecordRejects(t *testing.T) {
 		{`{"name":"x","scopes":["admin"],"key_sha256":"` + hash + `"} {}`, "more than one"},
 		{`{"` + secret + `":1}`, "unknown field"},
 		{`{"name":"x","scopes":["admin"],"key":"` + secret + `","hint":"sk_live_…"}`, "hint goes only with key_sha256"},
-		{`{"name":"x","scopes":["admin"],"key_sha256":"` + hash + `","hint":"` + secret + `"}`, "hint must look like"},
+		{`{"name":"x","scopes":["admin"],"key_sha256":"` + hash + `","hint":"` + secret + `"}`, "hint is not that of a key of keyctl's format"},
 		{`{"name":"x","scopes":["admin"],"key_sha256":"` + hash + `","environment":"prod"}`, "unknown environment"},
 	} {
 		_, err := keystore.ParseImportRecord([]byte(tt.line), importNow)

@@ -3,6 +3,8 @@ package output
 import (
 	"io"
 	"os"
+	"os/signal"
+	"syscall"
 
 	"golang.org/x/term"
 )
@@ -18,6 +20,7 @@ type IOStreams struct {
 	stdoutTTY bool
 	stderrTTY bool
 	color     bool
+	width     int // of the terminal of stdout; 0: not a terminal or unknown
 }
 
 // System returns the process's streams. Color is on when stdout is a
@@ -31,7 +34,58 @@ func System() *IOStreams {
 		stderrTTY: isTTY(os.Stderr),
 	}
 	s.color = s.stdoutTTY && os.Getenv("NO_COLOR") == "" && os.Getenv("TERM") != "dumb"
+	if s.stdoutTTY {
+		if w, _, err := term.GetSize(int(os.Stdout.Fd())); err == nil && w > 0 {
+			s.width = w
+		}
+	}
 	return s
+}
+
+// Width is the number of columns of the terminal of stdout, 0 when stdout
+// is not a terminal or its size is unknown.
+func (s *IOStreams) Width() int { return s.width }
+
+// SetWidth sets the terminal width (for tests).
+func (s *IOStreams) SetWidth(w int) { s.width = w }
+
+// ReadSecret reads one line from stdin without echoing it when stdin is a
+// terminal, after printing prompt on stderr, as a password prompt does.
+// Off a terminal it returns ok false and reads nothing.
+func (s *IOStreams) ReadSecret(prompt string) (secret string, ok bool, err error) {
+	f, isFile := s.In.(*os.File)
+	if !s.stdinTTY || !isFile {
+		return "", false, nil
+	}
+	fd := int(f.Fd())
+	state, err := term.GetState(fd)
+	if err != nil {
+		return "", true, err
+	}
+	// Echo is off while reading: an interrupt must not leave the terminal
+	// so. The process takes the signal as it would have, once the
+	// terminal is as it was; the caller must not catch it meanwhile.
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() {
+		select {
+		case sig := <-sigs:
+			term.Restore(fd, state)
+			io.WriteString(s.ErrOut, "\n")
+			signal.Stop(sigs)
+			if p, err := os.FindProcess(os.Getpid()); err == nil {
+				p.Signal(sig)
+			}
+		case <-done:
+		}
+	}()
+	io.WriteString(s.ErrOut, prompt)
+	b, err := term.ReadPassword(fd)
+	close(done)
+	signal.Stop(sigs)
+	io.WriteString(s.ErrOut, "\n") // the user's Enter was not echoed either
+	return string(b), true, err
 }
 
 // Test returns streams over the given reader and writers, none a terminal.
