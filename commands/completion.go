@@ -92,11 +92,11 @@ func registerCompletions(root *cobra.Command, f *Factory) {
 		return cobra.FixedCompletions(values, cobra.ShellCompDirectiveNoFileComp)
 	}
 	byFlag := map[string]cobra.CompletionFunc{
-		"output":  fixed(output.Formats...),
-		"env":     fixed(keystore.EnvLive, keystore.EnvTest),
-		"status":  fixed(keystore.StatusActive, keystore.StatusDisabled, keystore.StatusExpired, keystore.StatusRevoked),
-		"action":  fixed(keystore.Actions...),
-		"scheme":  fixed("standard", "stripe", "github"),
+		"output":       fixed(output.Formats...),
+		"env":          fixed(keystore.EnvLive, keystore.EnvTest),
+		"status":       fixed(keystore.StatusActive, keystore.StatusDisabled, keystore.StatusExpired, keystore.StatusRevoked),
+		"action":       fixed(keystore.Actions...),
+		"scheme":       fixed("standard", "stripe", "github"),
 		"scope":        completeScopes,
 		"remove-scope": completeScopes,
 		"profile":      completeProfiles(f),

@@ -24,9 +24,9 @@ type KeysOptions struct {
 type keysAction struct {
 	verb, done string // "disable", "Disabled"
 	do         func(s keystore.Store, ctx context.Context, id string) (*keystore.Key, error)
-	check      func(k *keystore.Key) error // before changing any key; may be nil
+	check      func(k *keystore.Key) error              // before changing any key; may be nil
 	when       func(p *printer, k *keystore.Key) string // the last column of a row
-	prompt     string // the question on a terminal; "" asks nothing
+	prompt     string                                   // the question on a terminal; "" asks nothing
 }
 
 // NewCmdDisable builds keyctl disable.
