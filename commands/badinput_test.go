@@ -104,7 +104,7 @@ var badInputs = []badInput{
 	{name: "show unknown id", args: []string{"show", "{UNKNOWN}"}, code: 5, err: `key {UNKNOWN} not found`},
 	{name: "show id with space", args: []string{"show", "{A} "}, code: 2, err: `malformed key id`},
 	{name: "show secret instead of id", args: []string{"show", "{ASECRET}"}, code: 2, err: `malformed key id: that is a secret key, not its ID`},
-	{name: "show no id", args: []string{"show"}, code: 2, err: `needs a key ID`},
+	{name: "show no id", args: []string{"show"}, code: 2, err: `needs at least one key ID`},
 	{name: "revoke unknown id", args: []string{"revoke", "--yes", "{UNKNOWN}"}, code: 5, err: `key {UNKNOWN} not found`},
 	{name: "revoke known and unknown", args: []string{"revoke", "--yes", "{A}", "{UNKNOWN}"}, code: 5, err: `key {UNKNOWN} not found`},
 	{name: "revoke without yes", args: []string{"revoke", "{A}"}, code: 2, err: `revoke needs --yes when not run on a terminal`},

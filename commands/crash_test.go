@@ -214,7 +214,7 @@ func TestKilledImportLeavesWholeBatches(t *testing.T) {
 	records := filepath.Join(dir, "keys.jsonl")
 	var b strings.Builder
 	for i := range n {
-		fmt.Fprintf(&b, `{"name": "imported %d", "scopes": ["bots:read"], "key_sha256": "%064x"}`+"\n", i, i+1)
+		fmt.Fprintf(&b, `{"name": "imported %d", "scopes": ["bots:read"], "key_sha256": "%064x", "hint": "sk_live_abcd…wxyz"}`+"\n", i, i+1)
 	}
 	if err := os.WriteFile(records, []byte(b.String()), 0o600); err != nil {
 		t.Fatal(err)

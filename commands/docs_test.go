@@ -135,7 +135,7 @@ func TestDynamicCompletion(t *testing.T) {
 		t.Errorf("show completion = %q, want %s with its name and status", got, k.ID)
 	}
 	if got := complete(t, "--store", storePath, "show", k.ID, ""); strings.Contains(got, k.ID) {
-		t.Errorf("show takes one ID, but completion offered another: %q", got)
+		t.Errorf("show offered an ID already on the line: %q", got)
 	}
 	// The default store does not exist: nothing offered, nothing created.
 	if got := complete(t, "revoke", ""); strings.Contains(got, "key_") {
