@@ -40,7 +40,10 @@ func TestCompletionByPrefixAndCommand(t *testing.T) {
 	for _, step := range []error{
 		func() error { _, err := s.Disable(ctx, disabled.ID); return err }(),
 		func() error { _, err := s.Revoke(ctx, revoked.ID); return err }(),
-		func() error { _, err := s.Rotate(ctx, rotated.ID, keystore.RotateOptions{Grace: 1000 * time.Hour}); return err }(),
+		func() error {
+			_, err := s.Rotate(ctx, rotated.ID, keystore.RotateOptions{Grace: 1000 * time.Hour})
+			return err
+		}(),
 	} {
 		if step != nil {
 			t.Fatal(step)
