@@ -29,8 +29,8 @@ func NewCmdAudit(f *Factory, runF func(*AuditOptions) error) *cobra.Command {
 	opts := &AuditOptions{f: f}
 	cmd := &cobra.Command{
 		Annotations: existingStore,
-		Use:   "audit [--key KEY_ID] [--since TIME] [--action ACTION] [--limit N]",
-		Short: "Show the audit log of key changes",
+		Use:         "audit [--key KEY_ID] [--since TIME] [--action ACTION] [--limit N]",
+		Short:       "Show the audit log of key changes",
 		Long: `Show the changes to keys, oldest first: create, import, update, disable,
 enable, rotate, revoke and delete, with who made each and when. The actor is
 the OS user for a local store and the calling key's ID through the key

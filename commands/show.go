@@ -20,8 +20,8 @@ func NewCmdShow(f *Factory, runF func(*ShowOptions) error) *cobra.Command {
 	opts := &ShowOptions{f: f}
 	cmd := &cobra.Command{
 		Annotations: existingStore,
-		Use:   "show KEY_ID...",
-		Short: "Show API keys",
+		Use:         "show KEY_ID...",
+		Short:       "Show API keys",
 		Long: `Show every field of one or more API keys. The secret itself is never shown
 again. With one ID, -o json prints the key's object; with several, an array
 in the order given. An unknown ID prints nothing and exits 5.`,

@@ -80,7 +80,7 @@ func (opts *UpdateOptions) resolve(cmd *cobra.Command) error {
 	fl := cmd.Flags()
 	p := &opts.Params
 	if flagChanged(fl, "name") {
-		if err := keystore.ValidateName(opts.Name); err != nil {
+		if err := keystore.CheckName(opts.Name); err != nil {
 			return asUsage(err)
 		}
 		p.Name = &opts.Name

@@ -56,6 +56,9 @@ func (p UpdateParams) Apply(k *Key, now time.Time) (*Key, map[string]any, error)
 		}
 		for _, s := range p.Scopes {
 			if !ValidScope(s) {
+				if err := CheckScope(s); err != nil {
+					return nil, nil, err
+				}
 				return nil, nil, Errorf(EINVALID, "unknown scope %q (did you mean %s?)", Truncate(s, 40), NearestScope(s))
 			}
 		}

@@ -18,7 +18,7 @@ import (
 
 // keyColumns are the columns scanKey reads, in its order.
 const keyColumns = `id, name, environment, scopes, hint, created_at, expires_at,
-	revoked_at, last_used_at, rotated_from, rotated_to, metadata`
+	revoked_at, last_used_at, rotated_from, rotated_to, metadata, disabled_at`
 
 // clock returns the current time as the store keeps it: UTC, whole seconds.
 func (s *Store) clock() time.Time { return s.nowFn().UTC().Truncate(time.Second) }
@@ -476,10 +476,11 @@ func scan(row pgx.Row, now time.Time, withSeq bool) (*keystore.Key, int64, error
 		k                          keystore.Key
 		metadata                   []byte
 		expires, revoked, lastUsed *time.Time
+		disabled                   *time.Time
 		seq                        int64
 	)
 	dest := []any{&k.ID, &k.Name, &k.Environment, &k.Scopes, &k.Hint, &k.CreatedAt,
-		&expires, &revoked, &lastUsed, &k.RotatedFrom, &k.RotatedTo, &metadata}
+		&expires, &revoked, &lastUsed, &k.RotatedFrom, &k.RotatedTo, &metadata, &disabled}
 	if withSeq {
 		dest = append(dest, &seq)
 	}
@@ -499,6 +500,7 @@ func scan(row pgx.Row, now time.Time, withSeq bool) (*keystore.Key, int64, error
 	}
 	k.CreatedAt = k.CreatedAt.UTC()
 	k.ExpiresAt, k.RevokedAt, k.LastUsedAt = utc(expires), utc(revoked), utc(lastUsed)
+	k.DisabledAt = utc(disabled)
 	k.Status = k.StatusAt(now)
 	return &k, seq, nil
 }
@@ -529,10 +531,12 @@ func where(f keystore.ListFilter, now time.Time) (string, []any, error) {
 		conds = append(conds, revoked)
 	case keystore.StatusExpired:
 		conds = append(conds, "NOT ("+revoked+") AND expires_at IS NOT NULL AND expires_at <= "+arg(now))
+	case keystore.StatusDisabled:
+		conds = append(conds, "NOT ("+revoked+") AND (expires_at IS NULL OR expires_at > "+arg(now)+") AND disabled_at IS NOT NULL")
 	case keystore.StatusActive:
-		conds = append(conds, "NOT ("+revoked+") AND (expires_at IS NULL OR expires_at > "+arg(now)+")")
+		conds = append(conds, "NOT ("+revoked+") AND (expires_at IS NULL OR expires_at > "+arg(now)+") AND disabled_at IS NULL")
 	default:
-		return "", nil, keystore.Errorf(keystore.EINVALID, "unknown status %q (want active, expired or revoked)", keystore.Truncate(f.Status, 40))
+		return "", nil, keystore.Errorf(keystore.EINVALID, "unknown status %q (want active, disabled, expired or revoked)", keystore.Truncate(f.Status, 40))
 	}
 	if f.Environment != "" {
 		if !keystore.ValidEnv(f.Environment) {
@@ -557,6 +561,25 @@ func where(f keystore.ListFilter, now time.Time) (string, []any, error) {
 	}
 	if f.Rotatable {
 		conds = append(conds, "rotated_to IS NULL AND revoked_at IS NULL")
+	}
+	if f.Revocable {
+		conds = append(conds, "revoked_at IS NULL")
+	}
+	if !f.ExpiringBefore.IsZero() {
+		// Not yet expired and expiring before the cut: second S is before
+		// time T when S < T rounded up.
+		cut := f.ExpiringBefore.Truncate(time.Second)
+		if !cut.Equal(f.ExpiringBefore) {
+			cut = cut.Add(time.Second)
+		}
+		conds = append(conds, "revoked_at IS NULL AND expires_at IS NOT NULL AND expires_at > "+arg(now)+" AND expires_at < "+arg(cut))
+	}
+	if f.IDPrefix != "" {
+		if err := keystore.CheckIDPrefix(f.IDPrefix); err != nil {
+			return "", nil, err
+		}
+		// starts_with compares bytes, whatever the database's collation.
+		conds = append(conds, "starts_with(id, "+arg(f.IDPrefix)+")")
 	}
 	if len(conds) == 0 {
 		return "", nil, nil

@@ -76,7 +76,7 @@ func TestNewerSchemaRefused(t *testing.T) {
 	open(t, dsn, postgres.Options{}).Close()
 	pgtest.Exec(t, dsn, "UPDATE keyctl_schema SET version = 99")
 	_, err := postgres.Open(dsn, postgres.Options{})
-	if keystore.ErrorCode(err) != keystore.EUNAVAILABLE || !strings.Contains(err.Error(), "newer keyctl (schema 99, this build knows 1); upgrade keyctl") {
+	if keystore.ErrorCode(err) != keystore.EUNAVAILABLE || !strings.Contains(err.Error(), "newer keyctl (schema 99, this build knows 2); upgrade keyctl") {
 		t.Fatalf("Open = %v, want the newer-schema error", err)
 	}
 	if v := query[int32](t, dsn, "SELECT version FROM keyctl_schema"); v != 99 {
@@ -341,5 +341,31 @@ func TestSchemasApart(t *testing.T) {
 	}
 	if n, err := b.Count(ctx(t), keystore.ListFilter{}); err != nil || n != 2 {
 		t.Errorf("b holds %d keys, %v; want 2", n, err)
+
+// Schema 2 adds disabled_at: a database of schema 1 is brought up to it,
+// its keys enabled, and a key can then be disabled.
+func TestMigrateToSchema2(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	s := open(t, dsn, postgres.Options{})
+	k, err := s.Create(ctx(t), keystore.CreateParams{Name: "old", Scopes: []string{"bots:read"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	pgtest.Exec(t, dsn, "DROP INDEX audit_events_action")
+	pgtest.Exec(t, dsn, "ALTER TABLE keys DROP COLUMN disabled_at")
+	pgtest.Exec(t, dsn, "UPDATE keyctl_schema SET version = 1")
+
+	s = open(t, dsn, postgres.Options{})
+	defer s.Close()
+	got, err := s.Get(ctx(t), k.ID)
+	if err != nil || got.DisabledAt != nil || got.Status != keystore.StatusActive {
+		t.Fatalf("Get after the upgrade = %+v, %v; want an active key", got, err)
+	}
+	if v := query[int32](t, dsn, "SELECT version FROM keyctl_schema"); v != postgres.SchemaVersion {
+		t.Errorf("schema version %d after the upgrade, want %d", v, postgres.SchemaVersion)
+	}
+	if d, err := s.Disable(ctx(t), k.ID); err != nil || d.Status != keystore.StatusDisabled {
+		t.Fatalf("Disable after the upgrade = %+v, %v", d, err)
 	}
 }

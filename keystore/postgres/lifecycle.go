@@ -1,0 +1,226 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/chatbotplatform/keyctl/keystore"
+)
+
+// Update changes key id's name, scopes, expiry or metadata, with one audit
+// event that holds the before and after of each changed field. The key's
+// row is locked first, so that concurrent updates apply one after the
+// other.
+func (s *Store) Update(ctx context.Context, id string, p keystore.UpdateParams) (*keystore.Key, error) {
+	if err := keystore.CheckID(id); err != nil {
+		return nil, err
+	}
+	now := s.clock()
+	var nk *keystore.Key
+	err := s.inTx(ctx, "update key "+id, func(tx pgx.Tx) error {
+		k, err := getKey(ctx, tx, id, now, true)
+		if err != nil {
+			return err
+		}
+		if k.RevokedAt != nil {
+			return keystore.Errorf(keystore.ECONFLICT, "key %s is revoked: it cannot change", id)
+		}
+		var changes map[string]any
+		nk, changes, err = p.Apply(k, now)
+		if err != nil || len(changes) == 0 {
+			return err
+		}
+		meta, err := json.Marshal(nk.Metadata)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx,
+			"UPDATE keys SET name = $1, scopes = $2, expires_at = $3, metadata = $4 WHERE id = $5",
+			nk.Name, nk.Scopes, nk.ExpiresAt, string(meta), id); err != nil {
+			return err
+		}
+		return s.record(ctx, tx, now, []event{{keystore.ActionUpdate, id, changes}})
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.uses.show(nk)
+	return nk, nil
+}
+
+// Disable stops key id until Enable.
+func (s *Store) Disable(ctx context.Context, id string) (*keystore.Key, error) {
+	return s.setDisabled(ctx, id, true)
+}
+
+// Enable undoes Disable.
+func (s *Store) Enable(ctx context.Context, id string) (*keystore.Key, error) {
+	return s.setDisabled(ctx, id, false)
+}
+
+func (s *Store) setDisabled(ctx context.Context, id string, disable bool) (*keystore.Key, error) {
+	if err := keystore.CheckID(id); err != nil {
+		return nil, err
+	}
+	op, action := "enable key ", keystore.ActionEnable
+	if disable {
+		op, action = "disable key ", keystore.ActionDisable
+	}
+	now := s.clock()
+	var k *keystore.Key
+	err := s.inTx(ctx, op+id, func(tx pgx.Tx) error {
+		var err error
+		if k, err = getKey(ctx, tx, id, now, true); err != nil {
+			return err
+		}
+		if k.RevokedAt != nil {
+			return keystore.Errorf(keystore.ECONFLICT, "key %s is revoked: revoking is final", id)
+		}
+		if (k.DisabledAt != nil) == disable {
+			return nil // nothing to change, nothing to record
+		}
+		var at *time.Time
+		if disable {
+			at = &now
+		}
+		if _, err := tx.Exec(ctx, "UPDATE keys SET disabled_at = $1 WHERE id = $2", at, id); err != nil {
+			return err
+		}
+		k.DisabledAt = at
+		k.Status = k.StatusAt(now)
+		return s.record(ctx, tx, now, []event{{action, id, map[string]any{}}})
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.uses.show(k)
+	return k, nil
+}
+
+// Delete removes revoked key id; its audit events stay.
+func (s *Store) Delete(ctx context.Context, id string) (*keystore.Key, error) {
+	if err := keystore.CheckID(id); err != nil {
+		return nil, err
+	}
+	now := s.clock()
+	var k *keystore.Key
+	err := s.inTx(ctx, "delete key "+id, func(tx pgx.Tx) error {
+		var err error
+		if k, err = getKey(ctx, tx, id, now, true); err != nil {
+			return err
+		}
+		if k.RevokedAt == nil {
+			return keystore.Errorf(keystore.ECONFLICT, "key %s is not revoked: revoke it before deleting it", id)
+		}
+		// The keys rotated from or to it would point at nothing.
+		for _, stmt := range []string{
+			"UPDATE keys SET rotated_from = NULL WHERE rotated_from = $1",
+			"UPDATE keys SET rotated_to = NULL WHERE rotated_to = $1",
+			"DELETE FROM keys WHERE id = $1",
+		} {
+			if _, err := tx.Exec(ctx, stmt, id); err != nil {
+				return err
+			}
+		}
+		return s.record(ctx, tx, now, []event{{keystore.ActionDelete, id, map[string]any{"name": k.Name}}})
+	})
+	if err != nil {
+		return nil, err
+	}
+	return k, nil
+}
+
+// eventWhere turns an event filter into an SQL condition and its arguments.
+func eventWhere(f keystore.EventFilter) (string, []any, error) {
+	if err := f.Validate(); err != nil {
+		return "", nil, err
+	}
+	var (
+		conds []string
+		args  []any
+	)
+	arg := func(v any) string {
+		args = append(args, v)
+		return "$" + strconv.Itoa(len(args))
+	}
+	if f.KeyID != "" {
+		n := arg(f.KeyID)
+		conds = append(conds, "key_id = "+n+" OR (action = 'rotate' AND details ->> 'new_key_id' = "+n+")")
+	}
+	if !f.Since.IsZero() {
+		// at is whole seconds: second S is at or after time T when S >= T
+		// rounded up.
+		cut := f.Since.Truncate(time.Second)
+		if !cut.Equal(f.Since) {
+			cut = cut.Add(time.Second)
+		}
+		conds = append(conds, "at >= "+arg(cut))
+	}
+	if f.Action != "" {
+		conds = append(conds, "action = "+arg(f.Action))
+	}
+	if len(conds) == 0 {
+		return "", nil, nil
+	}
+	return " WHERE (" + strings.Join(conds, ") AND (") + ")", args, nil
+}
+
+// Events returns the events that match f, newest first: in the reverse of
+// the order their changes committed.
+func (s *Store) Events(ctx context.Context, f keystore.EventFilter) ([]keystore.Event, error) {
+	const op = "read audit log"
+	cond, args, err := eventWhere(f)
+	if err != nil {
+		return nil, err
+	}
+	query := "SELECT id, at, actor, action, key_id, details FROM audit_events" + cond + " ORDER BY version DESC, seq DESC"
+	if f.Limit > 0 {
+		args = append(args, f.Limit)
+		query += " LIMIT $" + strconv.Itoa(len(args))
+	}
+	args = append(args, f.Offset)
+	query += " OFFSET $" + strconv.Itoa(len(args))
+	rows, err := s.pool.Query(ctx, query, args...)
+	if err != nil {
+		return nil, s.fail(ctx, op, err)
+	}
+	defer rows.Close()
+	events := []keystore.Event{}
+	for rows.Next() {
+		var (
+			e       keystore.Event
+			details []byte
+		)
+		if err := rows.Scan(&e.ID, &e.At, &e.Actor, &e.Action, &e.KeyID, &details); err != nil {
+			return nil, s.fail(ctx, op, err)
+		}
+		e.At = e.At.UTC()
+		if err := json.Unmarshal(details, &e.Details); err != nil {
+			return nil, s.fail(ctx, op, err)
+		}
+		events = append(events, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, s.fail(ctx, op, err)
+	}
+	return events, nil
+}
+
+// CountEvents returns how many events match f.
+func (s *Store) CountEvents(ctx context.Context, f keystore.EventFilter) (int, error) {
+	f.Offset, f.Limit = 0, 0
+	cond, args, err := eventWhere(f)
+	if err != nil {
+		return 0, err
+	}
+	var n int
+	if err := s.pool.QueryRow(ctx, "SELECT count(*) FROM audit_events"+cond, args...).Scan(&n); err != nil {
+		return 0, s.fail(ctx, "count audit events", err)
+	}
+	return n, nil
+}
