@@ -47,6 +47,7 @@ type ExportedKey struct {
 	CreatedAt   time.Time         `json:"created_at"`
 	ExpiresAt   *time.Time        `json:"expires_at"`
 	RevokedAt   *time.Time        `json:"revoked_at"`
+	DisabledAt  *time.Time        `json:"disabled_at,omitempty"` // absent: not disabled (and in older exports)
 	LastUsedAt  *time.Time        `json:"last_used_at"`
 	RotatedFrom *string           `json:"rotated_from"`
 	RotatedTo   *string           `json:"rotated_to"`
@@ -65,7 +66,7 @@ func NewExportedKey(k *Key, hash []byte) *ExportedKey {
 	return &ExportedKey{
 		Type: ExportTypeKey, ID: k.ID, Name: k.Name, Environment: k.Environment,
 		Scopes: k.Scopes, Hint: k.Hint, Status: k.Status, CreatedAt: k.CreatedAt,
-		ExpiresAt: k.ExpiresAt, RevokedAt: k.RevokedAt, LastUsedAt: k.LastUsedAt,
+		ExpiresAt: k.ExpiresAt, RevokedAt: k.RevokedAt, DisabledAt: k.DisabledAt, LastUsedAt: k.LastUsedAt,
 		RotatedFrom: k.RotatedFrom, RotatedTo: k.RotatedTo, Metadata: k.Metadata,
 		KeySHA256: hex.EncodeToString(hash),
 	}
@@ -99,8 +100,8 @@ func (k *ExportedKey) Validate() error {
 			return err
 		}
 	}
-	if err := CheckHint(k.Hint, k.Environment); err != nil {
-		return err
+	if !validStoredHint(k.Hint, k.Environment) {
+		return Errorf(EINVALID, "hint must look like sk_%s_AbCd…WxYz (at most 4 characters either side of the …)", k.Environment)
 	}
 	if b, err := hex.DecodeString(k.KeySHA256); err != nil || len(b) != 32 {
 		return Errorf(EINVALID, "key_sha256 must be 64 hexadecimal characters")
@@ -122,7 +123,7 @@ func (k *ExportedKey) Validate() error {
 		return Errorf(EINVALID, "a key needs created_at")
 	}
 	k.CreatedAt = k.CreatedAt.UTC().Truncate(time.Second)
-	for _, t := range []*time.Time{k.ExpiresAt, k.RevokedAt, k.LastUsedAt} {
+	for _, t := range []*time.Time{k.ExpiresAt, k.RevokedAt, k.DisabledAt, k.LastUsedAt} {
 		if t != nil {
 			*t = t.UTC().Truncate(time.Second)
 		}

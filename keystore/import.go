@@ -230,6 +230,18 @@ func ValidHint(hint, env string) bool {
 	return ok && len(head) == 4 && len(tail) == 4 && isBase62(head) && isBase62(tail)
 }
 
+// validStoredHint is the rule for hints before import refused those of
+// other formats: at most 4 characters either side of the "…". A store may
+// hold such a hint, and an export of it must restore.
+func validStoredHint(hint, env string) bool {
+	rest, ok := strings.CutPrefix(hint, "sk_"+env+"_")
+	if !ok || !ValidEnv(env) {
+		return false
+	}
+	head, tail, ok := strings.Cut(rest, "…")
+	return ok && len(head) <= 4 && len(tail) <= 4 && isBase62(head) && isBase62(tail)
+}
+
 // CheckHint is ValidHint as an error, EINVALID, that does not repeat the
 // hint: it might be a secret put in the wrong place.
 func CheckHint(hint, env string) error {

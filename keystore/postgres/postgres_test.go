@@ -341,6 +341,8 @@ func TestSchemasApart(t *testing.T) {
 	}
 	if n, err := b.Count(ctx(t), keystore.ListFilter{}); err != nil || n != 2 {
 		t.Errorf("b holds %d keys, %v; want 2", n, err)
+	}
+}
 
 // Schema 2 adds disabled_at: a database of schema 1 is brought up to it,
 // its keys enabled, and a key can then be disabled.

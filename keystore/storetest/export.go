@@ -40,6 +40,9 @@ func testExportRestore(t *testing.T, s *subject, clock *Clock) {
 	if _, err := s.Revoke(alice, c.ID); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := s.Disable(alice, b2.ID); err != nil { // disabled_at goes too
+		t.Fatal(err)
+	}
 	wantVerify(t, s, a.Secret, nil, keystore.CodeValid) // a last use
 	hashed := newSecret(t, keystore.EnvLive)
 	mustImport(t, s, mustParse(t, clock.Now(), importLine("hashed", hashed, true, "")))
@@ -104,7 +107,7 @@ func testExportRestore(t *testing.T, s *subject, clock *Clock) {
 		t.Errorf("audit after the restore:\n%s\nwant\n%s", g, w)
 	}
 	for secret, code := range map[string]string{a.Secret: keystore.CodeValid, b.Secret: keystore.CodeValid,
-		b2.Secret: keystore.CodeValid, c.Secret: keystore.CodeRevoked, hashed: keystore.CodeValid} {
+		b2.Secret: keystore.CodeDisabled, c.Secret: keystore.CodeRevoked, hashed: keystore.CodeValid} {
 		if v, err := dst.Verify(t.Context(), secret, nil); err != nil || v.Code != code {
 			t.Errorf("Verify on the restored store = %+v, %v; want %s", v, err, code)
 		}
