@@ -154,6 +154,12 @@ type Store interface {
 	// CountEvents returns how many events match f, ignoring its Offset
 	// and Limit. EINVALID for a bad filter.
 	CountEvents(ctx context.Context, f EventFilter) (int, error)
+
+	// Lookup returns the key whose secret has SHA-256 hash (HashToken),
+	// without its secret: it tells what a secret found somewhere is (live,
+	// revoked, expired) without sending the secret anywhere. It records no
+	// use. ENOTFOUND when no key has that secret.
+	Lookup(ctx context.Context, hash [32]byte) (*Key, error)
 }
 
 type actorKey struct{}

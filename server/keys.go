@@ -3,6 +3,7 @@ package server
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -386,6 +387,26 @@ func (s *Server) show(c *call) (result, error) {
 		return result{}, err
 	}
 	return ok(http.StatusOK, k)
+}
+
+// lookup finds a key by the SHA-256 of its secret (64 hex digits), for
+// keyctl scan: the secret itself is never sent.
+func (s *Server) lookup(c *call) (result, error) {
+	raw := c.r.PathValue("sha256")
+	var hash [32]byte
+	if len(raw) != 2*len(hash) || !decodeHex(hash[:], raw) {
+		return result{}, keystore.Errorf(keystore.EINVALID, "malformed key hash: want the SHA-256 of the secret in 64 hex digits")
+	}
+	k, err := s.store.Lookup(c.ctx, hash)
+	if err != nil {
+		return result{}, err
+	}
+	return ok(http.StatusOK, k)
+}
+
+func decodeHex(dst []byte, s string) bool {
+	n, err := hex.Decode(dst, []byte(s))
+	return err == nil && n == len(dst)
 }
 
 // rotateRequest is the body of POST /v1/api-keys/{id}/rotate; it may be

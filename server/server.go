@@ -117,6 +117,7 @@ func (s *Server) routes() {
 	m.Handle(verifyPattern, s.verifyHandler)
 	m.Handle("POST /v1/api-keys/import", s.endpoint(needAdmin|idempotent, s.importKeys))
 	m.Handle("GET /v1/api-keys/{id}", s.endpoint(needAdmin, s.show))
+	m.Handle("GET /v1/api-keys/by-hash/{sha256}", s.endpoint(needAdmin, s.lookup))
 	m.Handle("POST /v1/api-keys/{id}/rotate", s.endpoint(needAdmin|idempotent, s.rotate))
 	m.Handle("DELETE /v1/api-keys/{id}", s.endpoint(needAdmin, s.revoke))
 	m.Handle("PATCH /v1/api-keys/{id}", s.endpoint(needAdmin, s.update))

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -262,6 +263,7 @@ func TestForbiddenWithoutAdmin(t *testing.T) {
 		{"POST", "/v1/api-keys/" + id + "/enable", ""},
 		{"POST", "/v1/api-keys/" + id + "/delete", ""},
 		{"GET", "/v1/audit-events", ""},
+		{"GET", "/v1/api-keys/by-hash/" + strings.Repeat("ab", 32), ""},
 	} {
 		e := wantError(t, ep.method+" "+ep.path, f.do(ep.method, ep.path, f.reader.Secret, ep.body), 403, keystore.EFORBIDDEN)
 		if !strings.Contains(e.Message, "admin") {
@@ -344,6 +346,21 @@ func TestKeyLifecycle(t *testing.T) {
 	wantError(t, "negative grace", f.do("POST", "/v1/api-keys/"+f.reader.ID+"/rotate", a, `{"grace_seconds": -1}`), 400, keystore.EINVALID)
 	wantError(t, "huge grace", f.do("POST", "/v1/api-keys/"+f.reader.ID+"/rotate", a, `{"grace_seconds": 9223372036854775807}`), 400, keystore.EINVALID)
 	wantError(t, "verify bad scope", f.do("POST", "/v1/api-keys/verify", a, `{"key": "x", "scopes": ["nope"]}`), 400, keystore.EINVALID)
+
+	// by-hash: the SHA-256 of the secret in hex, never the secret.
+	hash := keystore.HashToken(k.Secret)
+	var byHash keystore.Key
+	data(t, "by-hash", f.do("GET", "/v1/api-keys/by-hash/"+hex.EncodeToString(hash[:]), a, ""), 200, &byHash)
+	if byHash.ID != k.ID || byHash.Secret != "" {
+		t.Errorf("by-hash = %+v, want %s without secret", byHash, k.ID)
+	}
+	wantError(t, "by-hash unknown", f.do("GET", "/v1/api-keys/by-hash/"+strings.Repeat("00", 32), a, ""), 404, keystore.ENOTFOUND)
+	for _, bad := range []string{"abc", strings.Repeat("zz", 32), strings.Repeat("ab", 33), k.Secret} {
+		e := wantError(t, "by-hash "+bad, f.do("GET", "/v1/api-keys/by-hash/"+bad, a, ""), 400, keystore.EINVALID)
+		if strings.Contains(e.Message, k.Secret) {
+			t.Errorf("by-hash error repeats the secret: %q", e.Message)
+		}
+	}
 }
 
 func TestPagination(t *testing.T) {

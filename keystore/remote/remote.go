@@ -17,6 +17,7 @@ import (
 	cryptorand "crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -483,6 +484,16 @@ func (s *Store) keyAction(ctx context.Context, id, action string) (*keystore.Key
 	}
 	var k keystore.Key
 	if err := s.call(ctx, http.MethodPost, "/api-keys/"+url.PathEscape(id)+"/"+action, nil, nil, &k, nil); err != nil {
+		return nil, err
+	}
+	return &k, nil
+}
+
+// Lookup asks the service for the key whose secret has SHA-256 hash: only
+// the hash travels, never the secret.
+func (s *Store) Lookup(ctx context.Context, hash [32]byte) (*keystore.Key, error) {
+	var k keystore.Key
+	if err := s.call(ctx, http.MethodGet, "/api-keys/by-hash/"+hex.EncodeToString(hash[:]), nil, nil, &k, nil); err != nil {
 		return nil, err
 	}
 	return &k, nil

@@ -526,3 +526,16 @@ func short(s string) string {
 	}
 	return s
 }
+
+// Lookup returns the key whose secret has SHA-256 hash.
+func (s *Store) Lookup(ctx context.Context, hash [32]byte) (*keystore.Key, error) {
+	k, err := scanKey(s.db.QueryRowContext(ctx, "SELECT "+keyColumns+" FROM keys WHERE secret_hash = ?", hash[:]), s.clock())
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, keystore.Errorf(keystore.ENOTFOUND, "no key has that secret")
+	}
+	if err != nil {
+		return nil, s.fail(ctx, "look up key by hash", err)
+	}
+	s.withUses(k)
+	return k, nil
+}

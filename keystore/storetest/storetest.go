@@ -67,6 +67,7 @@ func RunHarness(t *testing.T, newHarness func(t *testing.T, clock *Clock) Harnes
 		{"verify_invalid_format", testVerifyInvalidFormat},
 		{"verify_last_used", testVerifyLastUsed},
 		{"expiry", testExpiry},
+		{"lookup", testLookup},
 		{"audit", testAudit},
 		{"import", testImport},
 		{"import_duplicates", testImportDuplicates},
@@ -867,6 +868,36 @@ func testVerifyLastUsed(t *testing.T, s *subject, clock *Clock) {
 	if n := len(mustAudit(t, s, k.ID)); n != 2 {
 		t.Errorf("%d audit events, want 2 (verify is not a change)", n)
 	}
+}
+
+func testLookup(t *testing.T, s *subject, clock *Clock) {
+	k := mustCreate(t, s, keystore.CreateParams{Name: "found", Scopes: []string{"bots:read"}, ExpiresAt: ptr(clock.Now().Add(time.Hour))})
+	got, err := s.Lookup(ctx(t), keystore.HashToken(k.Secret))
+	if err != nil {
+		t.Fatalf("Lookup: %v", err)
+	}
+	wantSameKey(t, "Lookup", got, k)
+	if got.Secret != "" || got.Status != keystore.StatusActive || got.LastUsedAt != nil {
+		t.Errorf("Lookup = %+v, want the active key without secret or use", got)
+	}
+	if got := mustGet(t, s, k.ID); got.LastUsedAt != nil {
+		t.Errorf("Lookup recorded a use")
+	}
+
+	clock.Advance(2 * time.Hour)
+	if got, err := s.Lookup(ctx(t), keystore.HashToken(k.Secret)); err != nil || got.Status != keystore.StatusExpired {
+		t.Errorf("Lookup of an expired key = %+v, %v; want status expired", got, err)
+	}
+	r := mustCreate(t, s, keystore.CreateParams{Name: "gone", Scopes: []string{"bots:read"}})
+	if _, err := s.Revoke(ctx(t), r.ID); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.Lookup(ctx(t), keystore.HashToken(r.Secret)); err != nil || got.Status != keystore.StatusRevoked || got.ID != r.ID {
+		t.Errorf("Lookup of a revoked key = %+v, %v; want %s revoked", got, err, r.ID)
+	}
+
+	_, err = s.Lookup(ctx(t), keystore.HashToken(newSecret(t, keystore.EnvTest)))
+	wantCode(t, "Lookup of an unknown secret", err, keystore.ENOTFOUND)
 }
 
 func testExpiry(t *testing.T, s *subject, clock *Clock) {
