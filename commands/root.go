@@ -131,6 +131,7 @@ var topCommands = []topCommand{
 	{"delete", "keys", func(f *Factory) *cobra.Command { return NewCmdDelete(f, nil) }},
 	{"verify", "keys", func(f *Factory) *cobra.Command { return NewCmdVerify(f, nil) }},
 	{"import", "keys", func(f *Factory) *cobra.Command { return NewCmdImport(f, nil) }},
+	{"scan", "keys", func(f *Factory) *cobra.Command { return NewCmdScan(f, nil) }},
 	{"audit", "keys", func(f *Factory) *cobra.Command { return NewCmdAudit(f, nil) }},
 	{"export", "keys", func(f *Factory) *cobra.Command { return NewCmdExport(f, nil) }},
 	{"sign-webhook", "webhooks", func(f *Factory) *cobra.Command { return NewCmdSignWebhook(f, nil) }},
@@ -201,7 +202,7 @@ remote key service.`,
 			if noColor {
 				f.IO.SetColor(false)
 			}
-			if !output.ValidFormat(s.Format) {
+			if !output.ValidFormat(s.Format) && !(s.Format == formatSARIF && cmd.Name() == "scan") {
 				return usageError("invalid output format %q (want table, json or jsonl)", s.Format)
 			}
 			if jq != "" {

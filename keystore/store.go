@@ -177,3 +177,18 @@ func Actor(ctx context.Context) string {
 	}
 	return "unknown"
 }
+
+type detailsKey struct{}
+
+// WithAuditDetails returns a context whose changes add details to their
+// audit events (such as where keyctl scan found a key it revokes). The
+// details never hold a secret; a store's own details take precedence.
+func WithAuditDetails(ctx context.Context, details map[string]any) context.Context {
+	return context.WithValue(ctx, detailsKey{}, details)
+}
+
+// AuditDetails returns the details of ctx (WithAuditDetails), or nil.
+func AuditDetails(ctx context.Context) map[string]any {
+	d, _ := ctx.Value(detailsKey{}).(map[string]any)
+	return d
+}

@@ -364,6 +364,11 @@ func (s *Store) record(ctx context.Context, tx *sql.Tx, now time.Time, action, k
 	}
 	// An event ID has a key ID's shape under its own prefix.
 	id = "evt_" + strings.TrimPrefix(id, "key_")
+	if extra := keystore.AuditDetails(ctx); len(extra) > 0 {
+		merged := maps.Clone(extra)
+		maps.Copy(merged, details)
+		details = merged
+	}
 	js, err := json.Marshal(details)
 	if err != nil {
 		return err
