@@ -172,3 +172,35 @@ func TestDynamicCompletion(t *testing.T) {
 		}
 	}
 }
+
+// TestScanRecipesInREADME holds the README's pre-commit hook and CI scan
+// step equal to what testdata/script/scan_git.txtar runs.
+func TestScanRecipesInREADME(t *testing.T) {
+	readme, err := os.ReadFile(filepath.Join("..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	script, err := os.ReadFile(filepath.Join("testdata", "script", "scan_git.txtar"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	section := func(name string) string {
+		_, after, ok := strings.Cut(string(script), "-- "+name+" --\n")
+		if !ok {
+			t.Fatalf("scan_git.txtar has no %s", name)
+		}
+		body, _, _ := strings.Cut(after, "\n-- ")
+		return strings.TrimSpace(body)
+	}
+	doc := string(readme)
+	if hook := section("hook/pre-commit"); !strings.Contains(doc, "```sh\n"+hook+"\n```") {
+		t.Errorf("README's pre-commit hook differs from the one scan_git.txtar runs:\n%s", hook)
+	}
+	var indented []string
+	for _, l := range strings.Split(section("ci.sh"), "\n") {
+		indented = append(indented, "          "+l)
+	}
+	if ci := strings.Join(indented, "\n"); !strings.Contains(doc, "        run: |\n"+ci+"\n") {
+		t.Errorf("README's CI scan step differs from the one scan_git.txtar runs:\n%s", ci)
+	}
+}
