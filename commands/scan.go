@@ -164,6 +164,13 @@ func parseSize(s string) (int64, error) {
 	return n * mult, nil
 }
 
+// scanFile is a file opened for scanning (scan_open_*.go).
+type scanFile interface {
+	io.ReadCloser
+	// Size is the file's size, and whether it is a regular file.
+	Size() (int64, bool, error)
+}
+
 // scanStats counts what a scan skipped.
 type scanStats struct {
 	dropped, binary, large, links, unreadable int
@@ -367,54 +374,70 @@ func revokeFound(ctx context.Context, opts *ScanOptions, store keystore.Store, f
 }
 
 // scanPaths scans the files and folders of opts.Paths, and standard input
-// for "-", calling emit for each finding in the order of the walk.
+// for "-", calling emit for each finding in the order of the walk. Workers
+// scan batches of files in parallel; the batches are reported in order.
 func scanPaths(ctx context.Context, opts *ScanOptions, stats *scanStats, emit func(*finding) error) error {
 	workers := max(1, runtime.GOMAXPROCS(0))
-	type job struct {
+	type item struct {
 		path    string // to open
 		display string // to report
+		walked  bool   // found by the walk, not named on the line
 		found   []*finding
 		dropped int
 		skip    *int // the counter of stats a skip adds to
 		err     error
-		done    chan struct{}
 	}
-	ordered := make(chan *job, 256)
-	work := make(chan *job, workers)
+	// A batch of files is one handover between goroutines: one per file
+	// cost more than scanning a small file.
+	const batchSize = 64
+	type batch struct {
+		items []item
+		done  chan struct{}
+	}
+	ordered := make(chan *batch, 64)
+	work := make(chan *batch, workers)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
-	scanOne := func(ls *keystore.LeakScanner, j *job) {
-		defer close(j.done)
-		fh, err := os.Open(j.path)
+	scanOne := func(ls *keystore.LeakScanner, it *item) {
+		fh, err := openScanFile(it.path, it.walked)
 		if err != nil {
-			j.skip = &stats.unreadable
-			j.err = err
+			it.skip, it.err = &stats.unreadable, err
 			return
 		}
 		defer fh.Close()
-		if info, err := fh.Stat(); err == nil && info.Size() > opts.maxBytes {
-			j.skip = &stats.large
+		if size, regular, err := fh.Size(); err == nil && regular && size > opts.maxBytes {
+			it.skip = &stats.large
 			return
 		}
 		before := ls.Dropped
-		err = ls.Scan(io.LimitReader(fh, opts.maxBytes+1), func(l keystore.Leak) error {
-			j.found = append(j.found, newFinding(j.display, l))
+		// The limit holds for a file that grew since, or is not regular.
+		lr := &io.LimitedReader{R: fh, N: opts.maxBytes + 1}
+		err = ls.Scan(lr, func(l keystore.Leak) error {
+			it.found = append(it.found, newFinding(it.display, l))
 			return nil
 		})
-		j.dropped = ls.Dropped - before
+		it.dropped = ls.Dropped - before
 		switch {
 		case errors.Is(err, keystore.ErrBinary):
-			j.skip = &stats.binary
+			it.skip = &stats.binary
+		case err == nil && lr.N == 0:
+			it.skip, it.found, it.dropped = &stats.large, nil, 0
 		case err != nil:
-			j.skip, j.err = &stats.unreadable, err
+			it.skip, it.err = &stats.unreadable, err
 		}
 	}
 	for range workers {
 		go func() {
 			ls := &keystore.LeakScanner{SkipBinary: true}
-			for j := range work {
-				scanOne(ls, j)
+			for b := range work {
+				for i := range b.items {
+					if ctx.Err() != nil {
+						break
+					}
+					scanOne(ls, &b.items[i])
+				}
+				close(b.done)
 			}
 		}()
 	}
@@ -423,20 +446,35 @@ func scanPaths(ctx context.Context, opts *ScanOptions, stats *scanStats, emit fu
 	go func() {
 		defer close(ordered)
 		defer close(work)
-		send := func(path, display string) bool {
-			j := &job{path: path, display: display, done: make(chan struct{})}
+		var cur *batch
+		flush := func() bool {
+			if cur == nil {
+				return true
+			}
+			b := cur
+			cur = nil
 			select {
-			case ordered <- j:
+			case ordered <- b:
 			case <-ctx.Done():
 				return false
 			}
 			select {
-			case work <- j:
+			case work <- b:
 				return true
 			case <-ctx.Done():
-				close(j.done)
+				close(b.done)
 				return false
 			}
+		}
+		send := func(path, display string, walked bool) bool {
+			if cur == nil {
+				cur = &batch{items: make([]item, 0, batchSize), done: make(chan struct{})}
+			}
+			cur.items = append(cur.items, item{path: path, display: display, walked: walked})
+			if len(cur.items) == batchSize {
+				return flush()
+			}
+			return true
 		}
 		for _, p := range opts.Paths {
 			if p == "-" {
@@ -447,24 +485,28 @@ func scanPaths(ctx context.Context, opts *ScanOptions, stats *scanStats, emit fu
 				return
 			}
 		}
+		flush()
 		walkErr <- nil
 	}()
 
-	for j := range ordered {
-		<-j.done
+	for b := range ordered {
+		<-b.done
 		if ctx.Err() != nil {
 			break
 		}
-		stats.dropped += j.dropped
-		if j.skip != nil {
-			*j.skip++
-			if opts.Verbose && j.err != nil {
-				notice(opts.f.IO.ErrOut, "skipped %s: %s", j.display, oneLine(j.err.Error()))
+		for i := range b.items {
+			it := &b.items[i]
+			stats.dropped += it.dropped
+			if it.skip != nil {
+				*it.skip++
+				if opts.Verbose && it.err != nil {
+					notice(opts.f.IO.ErrOut, "skipped %s: %s", it.display, oneLine(it.err.Error()))
+				}
 			}
-		}
-		for _, fd := range j.found {
-			if err := emit(fd); err != nil {
-				return err
+			for _, fd := range it.found {
+				if err := emit(fd); err != nil {
+					return err
+				}
 			}
 		}
 	}
@@ -493,13 +535,13 @@ func newFinding(path string, l keystore.Leak) *finding {
 // walkPath sends the files to scan under root, in lexical order. A file
 // named on the line is scanned whatever .gitignore says; in a folder,
 // symbolic links are skipped, never followed.
-func walkPath(ctx context.Context, root string, noIgnore bool, stats *scanStats, send func(path, display string) bool) error {
+func walkPath(ctx context.Context, root string, noIgnore bool, stats *scanStats, send func(path, display string, walked bool) bool) error {
 	info, err := os.Stat(root)
 	if err != nil {
 		return usageError("cannot scan %s: %s", root, oneLine(errors.Unwrap(err).Error()))
 	}
 	if !info.IsDir() {
-		send(root, filepath.ToSlash(root))
+		send(root, filepath.ToSlash(root), false)
 		return nil
 	}
 	var walk func(dir, rel string, ign *gitignore.Stack) error
@@ -547,7 +589,7 @@ func walkPath(ctx context.Context, root string, noIgnore bool, stats *scanStats,
 				}
 				continue
 			}
-			if !send(path, displayPath(root, path)) {
+			if !send(path, displayPath(root, path), true) {
 				return ctx.Err()
 			}
 		}
