@@ -100,6 +100,7 @@ elsewhere); the audit log records actor "scan" and where each key was found.
 
 Exit status: 0 nothing found (or only keys that are not live); 3 a live key
 found, or, without a store, any key found; 1 and 2 as usual.`,
+		Annotations: map[string]string{"store": "existing"},
 		Example: `  keyctl scan
   keyctl scan src/ config/app.yaml
   git diff --cached | keyctl scan -
@@ -228,17 +229,17 @@ func scanRun(ctx context.Context, opts *ScanOptions) error {
 }
 
 // scanStore is the store to judge findings with, or nil when none is
-// configured: scan never creates a store file.
+// configured: the default store file does not exist. scan never creates a
+// store file; one named with --store (or KEYCTL_STORE, or the config)
+// that does not exist is an error.
 func scanStore(opts *ScanOptions) (keystore.Store, error) {
 	f := opts.f
 	s := f.Settings
 	if opts.Offline {
 		return nil, nil
 	}
-	if s.APIURL == "" && !strings.Contains(s.StorePath, "://") {
-		if _, err := os.Stat(s.StorePath); errors.Is(err, fs.ErrNotExist) {
-			return nil, nil
-		}
+	if s.APIURL == "" && s.StoreFrom == "" && !exists(s.StorePath) {
+		return nil, nil
 	}
 	return f.Store()
 }

@@ -283,6 +283,19 @@ func (s *Store) Verify(ctx context.Context, secret string, scopes []string) (*ke
 	return v, nil
 }
 
+// Lookup returns the key whose secret has SHA-256 hash.
+func (s *Store) Lookup(ctx context.Context, hash [32]byte) (*keystore.Key, error) {
+	k, err := scanKey(s.pool.QueryRow(ctx, "SELECT "+keyColumns+" FROM keys WHERE secret_hash = $1", hash[:]), s.clock())
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, keystore.Errorf(keystore.ENOTFOUND, "no key has that secret")
+	}
+	if err != nil {
+		return nil, s.fail(ctx, "look up key by hash", err)
+	}
+	s.uses.show(k)
+	return k, nil
+}
+
 // Audit returns events in the order their changes committed; with keyID,
 // those of that key and the rotation that made it.
 func (s *Store) Audit(ctx context.Context, keyID string) ([]keystore.Event, error) {
@@ -413,7 +426,12 @@ func (s *Store) record(ctx context.Context, tx pgx.Tx, now time.Time, events []e
 		}
 		// An event ID has a key ID's shape under its own prefix.
 		id = "evt_" + strings.TrimPrefix(id, "key_")
-		js, err := json.Marshal(e.details)
+		details := e.details
+		if extra := keystore.AuditDetails(ctx); len(extra) > 0 {
+			details = maps.Clone(extra)
+			maps.Copy(details, e.details)
+		}
+		js, err := json.Marshal(details)
 		if err != nil {
 			return err
 		}
