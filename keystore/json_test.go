@@ -25,6 +25,7 @@ func referenceJSON(t *testing.T, k keystore.Key) []byte {
 	}
 	p.CreatedAt = p.CreatedAt.UTC().Truncate(time.Second)
 	p.ExpiresAt, p.RevokedAt, p.LastUsedAt = utc(p.ExpiresAt), utc(p.RevokedAt), utc(p.LastUsedAt)
+	p.DisabledAt = utc(p.DisabledAt)
 	if p.Scopes == nil {
 		p.Scopes = []string{}
 	}
@@ -108,7 +109,7 @@ func FuzzKeyJSON(f *testing.F) {
 		if y := at.UTC().Year(); y < 0 || y > 9999 {
 			return
 		}
-		k := keystore.Key{ID: id, Name: name, Scopes: strings.Fields(scopes), CreatedAt: at, LastUsedAt: &at,
+		k := keystore.Key{ID: id, Name: name, Scopes: strings.Fields(scopes), CreatedAt: at, LastUsedAt: &at, DisabledAt: &at,
 			RotatedTo: &mv, Metadata: map[string]string{mk: mv, mv: mk}}
 		checkJSON(t, k)
 	})

@@ -107,10 +107,10 @@ func TestWriteFastRecords(t *testing.T) {
 	names := []string{"plain", "", "é日本 …", "a\u2028b\u2029", "bad \xff utf-8", "ctl \x00\x1f\b\f\n\r\t", `q"b\s`, "<&>"}
 	for i, name := range names {
 		k := &keystore.Key{ID: "key_0123456789abcdef", Name: name, Environment: "test", Scopes: []string{"bots:read", name},
-			Hint: "sk_test_abcd…wxyz", Status: keystore.StatusActive, CreatedAt: earlier, ExpiresAt: &later, RevokedAt: &at,
+			Hint: "sk_test_abcd…wxyz", Status: keystore.StatusActive, CreatedAt: earlier, ExpiresAt: &later, RevokedAt: &at, DisabledAt: &later,
 			LastUsedAt: &at, RotatedFrom: &from, RotatedTo: &to, Metadata: map[string]string{name: name, "b": "2", "a": "1"}, Secret: name}
 		if i%2 == 1 {
-			k.Scopes, k.ExpiresAt, k.RevokedAt, k.RotatedFrom, k.Metadata, k.Secret = nil, nil, nil, nil, nil, ""
+			k.Scopes, k.ExpiresAt, k.RevokedAt, k.DisabledAt, k.RotatedFrom, k.Metadata, k.Secret = nil, nil, nil, nil, nil, nil, ""
 		}
 		for _, used := range []time.Time{at, later, earlier, at} {
 			k.LastUsedAt = &used

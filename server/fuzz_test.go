@@ -46,6 +46,13 @@ func FuzzHandler(f *testing.F) {
 		{"GET", "/v1/audit-events?key_id=key_0000000000000000", "", "Bearer ADMIN", ""},
 		{"POST", "/v1/api-keys/import", `{"keys": [{"name": "i", "scopes": ["bots:*"], "key": "sk_live_000000000000000000000000000000002UYg5A"}, {"name": "h", "scopes": ["admin"], "key_sha256": "` + strings.Repeat("0f", 32) + `", "hint": "sk_live_ab…cd"}, null, 1]}`, "Bearer ADMIN", "m"},
 		{"PATCH", "/v1/api-keys", "{", "bearer ADMIN", ""},
+		{"PATCH", "/v1/api-keys/key_0000000000000000", `{"name": "n", "scopes": ["bots:*"], "expires_at": null, "metadata": {"a": null, "b": "c"}}`, "Bearer ADMIN", ""},
+		{"PATCH", "/v1/api-keys/key_0000000000000000", `{"expires_at": "2099-01-01T00:00:00Z"}`, "Bearer ADMIN", ""},
+		{"POST", "/v1/api-keys/key_0000000000000000/disable", "", "Bearer ADMIN", ""},
+		{"POST", "/v1/api-keys/key_0000000000000000/enable", "{}", "Bearer ADMIN", ""},
+		{"POST", "/v1/api-keys/key_0000000000000000/delete", "", "Bearer ADMIN", ""},
+		{"GET", "/v1/audit-events?page=2&per_page=3&action=update&since=2026-01-01T00:00:00Z", "", "Bearer ADMIN", ""},
+		{"GET", "/v1/api-keys?id_prefix=key_a&expiring_before=2027-01-01T00:00:00Z&revocable=true", "", "Bearer ADMIN", ""},
 		{"GET", "//v1/../api-keys/", "", "Basic x", ""},
 		{"OPTIONS", "*", "", "", ""},
 	} {
