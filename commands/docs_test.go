@@ -156,6 +156,12 @@ func TestDynamicCompletion(t *testing.T) {
 	if got := complete(t, "--profile", "mine", "rotate", ""); !strings.Contains(got, k.ID) {
 		t.Errorf("rotate completion with --profile = %q, want %s", got, k.ID)
 	}
+	if got := complete(t, "audit", "--profile", "mine", "--key", ""); !strings.Contains(got, k.ID) {
+		t.Errorf("audit --key completion with --profile after the command = %q, want %s", got, k.ID)
+	}
+	if got := complete(t, "--profile", "other", "show", ""); strings.Contains(got, k.ID) {
+		t.Errorf("show completion with --profile other = %q: it offered the keys of another store", got)
+	}
 	if got := complete(t, "--profile", ""); !strings.Contains(got, "mine\n") || !strings.Contains(got, "other\n") {
 		t.Errorf("--profile completion = %q, want mine and other", got)
 	}

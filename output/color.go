@@ -9,7 +9,7 @@ func (s *IOStreams) Colorize(status, text string) string {
 	switch status {
 	case "active", "valid":
 		code = "32" // green
-	case "expired", "insufficient_scope":
+	case "expired", "insufficient_scope", "disabled":
 		code = "33" // yellow
 	case "revoked", "not_found", "invalid_format":
 		code = "31" // red

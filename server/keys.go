@@ -445,6 +445,9 @@ type updateRequest struct {
 }
 
 func (s *Server) update(c *call) (result, error) {
+	if err := s.mayManageKey(c, c.r.PathValue("id"), "update"); err != nil {
+		return result{}, err
+	}
 	var req updateRequest
 	if err := decodeBody(c.body, &req, false); err != nil {
 		return result{}, err
@@ -497,6 +500,9 @@ func nonNilScopes(s []string) []string {
 }
 
 func (s *Server) disable(c *call) (result, error) {
+	if err := s.mayManageKey(c, c.r.PathValue("id"), "disable"); err != nil {
+		return result{}, err
+	}
 	if err := decodeBody(c.body, &struct{}{}, true); err != nil {
 		return result{}, err
 	}
@@ -508,6 +514,9 @@ func (s *Server) disable(c *call) (result, error) {
 }
 
 func (s *Server) enable(c *call) (result, error) {
+	if err := s.mayManageKey(c, c.r.PathValue("id"), "enable"); err != nil {
+		return result{}, err
+	}
 	if err := decodeBody(c.body, &struct{}{}, true); err != nil {
 		return result{}, err
 	}
@@ -519,6 +528,9 @@ func (s *Server) enable(c *call) (result, error) {
 }
 
 func (s *Server) deleteKey(c *call) (result, error) {
+	if err := s.mayManageKey(c, c.r.PathValue("id"), "delete"); err != nil {
+		return result{}, err
+	}
 	if err := decodeBody(c.body, &struct{}{}, true); err != nil {
 		return result{}, err
 	}

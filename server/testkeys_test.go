@@ -8,8 +8,8 @@ import (
 	"github.com/chatbotplatform/keyctl/server"
 )
 
-// A test admin key manages test keys only: creating, rotating, revoking
-// or importing a live key with it is a 403 that changes nothing, unless the
+// A test admin key manages test keys only: creating, updating, disabling,
+// enabling, rotating, revoking, deleting or importing a live key with it is a 403 that changes nothing, unless the
 // server allows it with TestKeysManageLive.
 func TestTestKeyManagesTestKeysOnly(t *testing.T) {
 	f := newFixture(t, server.Options{})
@@ -23,6 +23,10 @@ func TestTestKeyManagesTestKeysOnly(t *testing.T) {
 		{"create with the default environment (live)", "POST", "/v1/api-keys", `{"name": "live admin", "scopes": ["admin"]}`},
 		{"rotate live", "POST", "/v1/api-keys/" + f.reader.ID + "/rotate", ``},
 		{"revoke live", "DELETE", "/v1/api-keys/" + f.reader.ID, ``},
+		{"update live", "PATCH", "/v1/api-keys/" + f.reader.ID, `{"scopes": ["admin"]}`},
+		{"disable live", "POST", "/v1/api-keys/" + f.reader.ID + "/disable", ``},
+		{"enable live", "POST", "/v1/api-keys/" + f.reader.ID + "/enable", ``},
+		{"delete live", "POST", "/v1/api-keys/" + f.reader.ID + "/delete", ``},
 		{"import live", "POST", "/v1/api-keys/import", `{"keys": [
 			{"name": "t", "scopes": ["bots:read"], "environment": "test", "key_sha256": "` + strings.Repeat("ab", 32) + `"},
 			{"name": "l", "scopes": ["admin"], "key_sha256": "` + strings.Repeat("cd", 32) + `"}]}`},
@@ -36,7 +40,7 @@ func TestTestKeyManagesTestKeysOnly(t *testing.T) {
 	if n := f.count(); n != before {
 		t.Errorf("%d keys after refused requests, want %d", n, before)
 	}
-	if k, err := f.store.Get(t.Context(), f.reader.ID); err != nil || k.Status != keystore.StatusActive || k.RotatedTo != nil {
+	if k, err := f.store.Get(t.Context(), f.reader.ID); err != nil || k.Status != keystore.StatusActive || k.RotatedTo != nil || len(k.Scopes) != 1 {
 		t.Errorf("the live key after refused requests: %+v, %v", k, err)
 	}
 
@@ -46,8 +50,12 @@ func TestTestKeyManagesTestKeysOnly(t *testing.T) {
 	if made.Environment != keystore.EnvTest {
 		t.Errorf("created %+v", made)
 	}
+	data(t, "update test", f.do("PATCH", "/v1/api-keys/"+testKey.ID, ta, `{"name": "test bot 2"}`), 200, nil)
+	data(t, "disable test", f.do("POST", "/v1/api-keys/"+testKey.ID+"/disable", ta, ``), 200, nil)
+	data(t, "enable test", f.do("POST", "/v1/api-keys/"+testKey.ID+"/enable", ta, ``), 200, nil)
 	data(t, "rotate test", f.do("POST", "/v1/api-keys/"+testKey.ID+"/rotate", ta, ``), 201, nil)
 	data(t, "revoke test", f.do("DELETE", "/v1/api-keys/"+made.ID, ta, ``), 200, nil)
+	data(t, "delete test", f.do("POST", "/v1/api-keys/"+made.ID+"/delete", ta, ``), 200, nil)
 	data(t, "import test", f.do("POST", "/v1/api-keys/import", ta, `{"keys": [
 		{"name": "t", "scopes": ["bots:read"], "environment": "test", "key_sha256": "`+strings.Repeat("ef", 32)+`"}]}`), 200, nil)
 	// Reading is not managing.

@@ -207,6 +207,18 @@ func TestCacheChangesByAnotherWriter(t *testing.T) {
 	}
 	waitCode(t, s, k.Secret, keystore.CodeRevoked, 100*time.Millisecond)
 
+	// Disabled and enabled elsewhere.
+	k2 := mustCreate(t, s, keystore.CreateParams{Name: "k2"})
+	verifyCode(t, s, k2.Secret)
+	if _, err := other.Disable(context.Background(), k2.ID); err != nil {
+		t.Fatal(err)
+	}
+	waitCode(t, s, k2.Secret, keystore.CodeDisabled, 100*time.Millisecond)
+	if _, err := other.Enable(context.Background(), k2.ID); err != nil {
+		t.Fatal(err)
+	}
+	waitCode(t, s, k2.Secret, keystore.CodeValid, 100*time.Millisecond)
+
 	// Created elsewhere, with a secret that was remembered as unknown.
 	secret, _ := keystore.NewToken(keystore.EnvLive, nil)
 	if v := verifyCode(t, s, secret); v.Code != keystore.CodeNotFound {
