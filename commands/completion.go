@@ -82,7 +82,7 @@ func writeCompletion(root *cobra.Command, shell string, w io.Writer) error {
 	case "powershell":
 		return root.GenPowerShellCompletionWithDesc(w)
 	}
-	return usageError("unknown shell %q", shell)
+	return usageError("unknown shell %s", keystore.Quote(shell))
 }
 
 // registerCompletions adds dynamic completion to every command of root that

@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/pflag"
 	"github.com/spf13/viper"
 
+	"github.com/chatbotplatform/keyctl/keystore"
 	"github.com/chatbotplatform/keyctl/output"
 )
 
@@ -133,9 +134,9 @@ func loadConfig(cmd *cobra.Command, s *Settings) error {
 	if profile != "" && !v.IsSet("profiles."+profile) {
 		known := profileNames(v)
 		if !haveFile {
-			return withHint(usageError("profile %q not found: no config file at %s", profile, path), "create it with a profiles: section, or pass --config")
+			return withHint(usageError("profile %s not found: no config file at %s", keystore.Quote(profile), path), "create it with a profiles: section, or pass --config")
 		}
-		return withHint(usageError("profile %q not found in %s", profile, path), "known profiles: "+strings.Join(known, ", "))
+		return withHint(usageError("profile %s not found in %s", keystore.Quote(profile), path), "known profiles: "+strings.Join(known, ", "))
 	}
 	s.Profile = profile
 
@@ -265,7 +266,7 @@ func setFlag(flags *pflag.FlagSet, f *pflag.Flag, set setting) error {
 	}
 	for _, s := range values {
 		if err := flags.Set(f.Name, s); err != nil {
-			return usageError("invalid value %q for --%s (from %s): %s", s, f.Name, set.from, oneLine(err.Error()))
+			return usageError("invalid value %s for --%s (from %s): %s", keystore.Quote(s), f.Name, set.from, keystore.RedactSecrets(oneLine(err.Error())))
 		}
 	}
 	return nil

@@ -6,6 +6,8 @@ import (
 	"os"
 
 	"github.com/spf13/cobra"
+
+	"github.com/chatbotplatform/keyctl/keystore"
 )
 
 // ConfigOptions are the inputs of keyctl config and its subcommands.
@@ -31,7 +33,7 @@ never read from the config file and never printed.`,
 			if len(args) == 0 {
 				return withHint(usageError("config needs a subcommand: path, view or profiles"), "keyctl config view")
 			}
-			return usageError("unknown config subcommand %q (want path, view or profiles)", args[0])
+			return usageError("unknown config subcommand %s (want path, view or profiles)", keystore.Quote(args[0]))
 		},
 		RunE: func(cmd *cobra.Command, args []string) error { return nil },
 	}

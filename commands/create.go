@@ -75,7 +75,7 @@ func (opts *CreateOptions) resolve(cmd *cobra.Command) error {
 	p.Name = opts.Name
 	p.Environment = opts.Env
 	if !keystore.ValidEnv(opts.Env) {
-		return usageError("invalid --env %q (want live or test)", opts.Env)
+		return usageError("invalid --env %s (want live or test)", keystore.Quote(opts.Env))
 	}
 	if len(opts.Scopes) == 0 {
 		opts.AllScopes = true
@@ -123,7 +123,7 @@ func parseExpiry(in, at string, now time.Time) (*time.Time, error) {
 			t, err = time.Parse(time.DateOnly, at)
 		}
 		if err != nil {
-			return nil, usageError("invalid --expires-at %q (want RFC 3339, such as 2027-01-31T12:00:00Z, or YYYY-MM-DD)", at)
+			return nil, usageError("invalid --expires-at %s (want RFC 3339, such as 2027-01-31T12:00:00Z, or YYYY-MM-DD)", keystore.Quote(at))
 		}
 		// Keys keep whole seconds: cut first, so that a time within the
 		// current second is refused here, by this flag's name.
@@ -146,10 +146,10 @@ func parseMeta(pairs []string) (map[string]string, error) {
 			return nil, usageError("invalid --meta: it holds what looks like a secret key (not shown); a secret never goes in metadata")
 		}
 		if !ok || strings.TrimSpace(k) == "" {
-			return nil, usageError("invalid --meta %q (want key=value)", pair)
+			return nil, usageError("invalid --meta %s (want key=value)", keystore.Quote(pair))
 		}
 		if _, dup := meta[k]; dup {
-			return nil, usageError("--meta %q given twice", k)
+			return nil, usageError("--meta %s given twice", keystore.Quote(k))
 		}
 		meta[k] = v
 	}

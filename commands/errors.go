@@ -3,9 +3,7 @@ package commands
 import (
 	"errors"
 	"fmt"
-	"regexp"
 	"strings"
-	"sync"
 
 	"github.com/chatbotplatform/keyctl/keystore"
 )
@@ -87,15 +85,10 @@ func asUsage(err error) error {
 	return err
 }
 
-// secretLike matches what could be an API key, whole or in part: more of it
-// than the 4 random characters that a key's display hint shows.
-// Compiled on first use: most runs print no error.
-var secretLike = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`sk_(live|test)_[0-9A-Za-z]{5,}`) })
-
 // redactSecrets shortens every key-like word of an error message to its
 // first 12 characters, as the hint shows them. Many messages repeat what
 // the user typed (an unknown command, a stray argument), and a key typed in
 // the wrong place must not end up in a terminal's scrollback or a CI log.
 func redactSecrets(msg string) string {
-	return secretLike().ReplaceAllStringFunc(msg, func(s string) string { return s[:12] + "…" })
+	return keystore.RedactSecrets(msg)
 }

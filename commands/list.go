@@ -100,11 +100,11 @@ func (opts *ListOptions) resolve(cmd *cobra.Command) error {
 func keyFilter(f *Factory, status, env, scope, olderThan string) (keystore.ListFilter, error) {
 	var lf keystore.ListFilter
 	if status != "" && !keystore.ValidStatus(status) {
-		return lf, usageError("invalid --status %q (want active, disabled, expired or revoked)", status)
+		return lf, usageError("invalid --status %s (want active, disabled, expired or revoked)", keystore.Quote(status))
 	}
 	lf.Status = status
 	if env != "" && !keystore.ValidEnv(env) {
-		return lf, usageError("invalid --env %q (want live or test)", env)
+		return lf, usageError("invalid --env %s (want live or test)", keystore.Quote(env))
 	}
 	lf.Environment = env
 	if scope != "" {

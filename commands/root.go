@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/chatbotplatform/keyctl/keystore"
 	"github.com/chatbotplatform/keyctl/keystore/sqlite"
 	"github.com/chatbotplatform/keyctl/output"
 )
@@ -203,7 +204,7 @@ remote key service.`,
 				f.IO.SetColor(false)
 			}
 			if !output.ValidFormat(s.Format) && !(s.Format == formatSARIF && cmd.Name() == "scan") {
-				return usageError("invalid output format %q (want table, json or jsonl)", s.Format)
+				return usageError("invalid output format %s (want table, json or jsonl)", keystore.Quote(s.Format))
 			}
 			if jq != "" {
 				q, err := output.ParseJQ(jq)
@@ -281,7 +282,7 @@ func flagChanged(fs *pflag.FlagSet, name string) bool {
 // noArgs and friends turn cobra's argument errors into usage errors.
 func noArgs(cmd *cobra.Command, args []string) error {
 	if len(args) > 0 {
-		return usageError("%s takes no arguments, got %q", cmd.CommandPath(), args[0])
+		return usageError("%s takes no arguments, got %s", cmd.CommandPath(), keystore.Quote(args[0]))
 	}
 	return nil
 }

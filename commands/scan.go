@@ -160,7 +160,7 @@ func parseSize(s string) (int64, error) {
 	}
 	n, err := strconv.ParseInt(num, 10, 64)
 	if err != nil || n <= 0 || n > (1<<62)/mult {
-		return 0, withHint(usageError("invalid --max-size %q", keystore.Truncate(s, 20)), "give a positive size such as 1048576, 512KiB or 10MiB")
+		return 0, withHint(usageError("invalid --max-size %s", keystore.Quote(s)), "give a positive size such as 1048576, 512KiB or 10MiB")
 	}
 	return n * mult, nil
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/chatbotplatform/keyctl/keystore"
 	"github.com/chatbotplatform/keyctl/server"
 )
 
@@ -93,7 +94,12 @@ in batches at most 0.1s after the request; other lines, and those of
 requests answered with 5xx, are written at once. The address is logged as
 "listening on URL" once the server listens; with port 0 the system picks a
 free port. SIGINT or SIGTERM stops the server gracefully, writing what is
-left of the log.`,
+left of the log.
+
+Connections are bounded by the limit of open files (ulimit -n): past nine
+tenths of it, new connections get 503 with Retry-After; beyond it, clients
+wait. A retry of an idempotent create that this server did not answer first
+gets the reply without the secret (header Idempotent-Secret: withheld).`,
 		Example: `  keyctl --store keys.db create -q --name admin --scope admin
   keyctl --store keys.db serve --addr 127.0.0.1:8080
   keyctl serve --addr :8443 --tls-cert cert.pem --tls-key key.pem --rate-limit 6000/m
@@ -131,7 +137,7 @@ func (opts *ServeOptions) resolve() error {
 		return usageError("--tls-cert and --tls-key go together")
 	}
 	if _, _, err := net.SplitHostPort(opts.Addr); err != nil {
-		return usageError("invalid --addr %q (want HOST:PORT, such as 127.0.0.1:8080)", opts.Addr)
+		return usageError("invalid --addr %s (want HOST:PORT, such as 127.0.0.1:8080)", keystore.Quote(opts.Addr))
 	}
 	rate, err := parseRate(opts.RateLimit)
 	if err != nil {
@@ -145,7 +151,7 @@ func (opts *ServeOptions) resolve() error {
 // second; "0" is no limit.
 func parseRate(s string) (float64, error) {
 	bad := func() (float64, error) {
-		return 0, usageError("invalid --rate-limit %q (want requests per second, minute or hour, such as 100/s or 6000/m, or 0 for no limit)", s)
+		return 0, usageError("invalid --rate-limit %s (want requests per second, minute or hour, such as 100/s or 6000/m, or 0 for no limit)", keystore.Quote(s))
 	}
 	if s == "0" {
 		return 0, nil
@@ -187,8 +193,15 @@ func serveRun(ctx context.Context, opts *ServeOptions) error {
 	logs := server.NewLogBuffer(f.IO.ErrOut, logFlushInterval)
 	defer logs.Close()
 	logger := server.NewLogger(logs)
+	limits, err := connLimitsFor(openFileLimit())
+	if err != nil {
+		return err
+	}
+	handler := server.New(store, server.Options{Logger: logger, RateLimit: opts.Rate, TestKeysManageLive: opts.TestKeysManageLive, Shed: isShed})
+	// Expired idempotent replies go at start and every 10 minutes.
+	go handler.PurgeReplaysEvery(ctx, server.PurgeInterval)
 	srv := &http.Server{
-		Handler:           server.New(store, server.Options{Logger: logger, RateLimit: opts.Rate, TestKeysManageLive: opts.TestKeysManageLive}),
+		Handler:           handler,
 		ReadHeaderTimeout: readHeaderTimeout,
 		ReadTimeout:       readTimeout,
 		WriteTimeout:      writeTimeout,
@@ -196,6 +209,7 @@ func serveRun(ctx context.Context, opts *ServeOptions) error {
 		MaxHeaderBytes:    maxHeaderBytes,
 		TLSConfig:         tlsConfig,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		ConnContext:       markShed,
 	}
 	var lc net.ListenConfig
 	ln, err := lc.Listen(ctx, "tcp", opts.Addr)
@@ -206,14 +220,20 @@ func serveRun(ctx context.Context, opts *ServeOptions) error {
 	// kept by a watch (see watchedConn), under TLS too.
 	watch := watchDeadlines(deadlineTick())
 	defer watch.Stop()
-	ln = watch.listener(ln)
+	ln = watch.listener(newLimitListener(ln, limits))
 	scheme := "http"
 	if tlsConfig != nil {
 		scheme = "https"
 		ln = tls.NewListener(ln, tlsConfig)
+	} else {
+		ln = envelopeListener{ln, logger}
 	}
 	url := scheme + "://" + ln.Addr().String()
-	logger.Info("listening on "+url, "url", url, "api", url+"/v1")
+	if limits.total > 0 {
+		logger.Info("listening on "+url, "url", url, "api", url+"/v1", "max_connections", limits.serve, "shed_connections", limits.total-limits.serve)
+	} else {
+		logger.Info("listening on "+url, "url", url, "api", url+"/v1")
+	}
 
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()

@@ -19,6 +19,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/chatbotplatform/keyctl/keystore"
 	"github.com/chatbotplatform/keyctl/webhook"
 )
 
@@ -374,7 +375,7 @@ func parseSendURL(s string) (*url.URL, error) {
 func parseUnixFlag(s string) (int64, error) {
 	n, err := strconv.ParseInt(s, 10, 64)
 	if err != nil || strings.TrimLeft(s, "0123456789") != "" {
-		return 0, usageError("invalid --timestamp %q (want unix seconds, such as 1614265330)", truncateFlag(s))
+		return 0, usageError("invalid --timestamp %s (want unix seconds, such as 1614265330)", keystore.Quote(s))
 	}
 	return n, nil
 }
@@ -490,12 +491,4 @@ type countingWriter struct{ n int64 }
 func (w *countingWriter) Write(p []byte) (int, error) {
 	w.n += int64(len(p))
 	return len(p), nil
-}
-
-// truncateFlag shortens a flag value quoted in an error.
-func truncateFlag(s string) string {
-	if len(s) > 40 {
-		return s[:40] + "…"
-	}
-	return s
 }

@@ -143,7 +143,7 @@ func (opts *VerifyWebhookOptions) resolve(args []string) error {
 	for _, line := range opts.Headers {
 		name, value, err := parseHeaderLine(line)
 		if err != nil {
-			return withHint(usageError("invalid --header %q: %s", truncateFlag(line), err), "--header 'webhook-id: msg_p5jXN8AQM9LWM0D4loKWxJek'")
+			return withHint(usageError("invalid --header %q: %s", keystore.Truncate(line, 40), err), "--header 'webhook-id: msg_p5jXN8AQM9LWM0D4loKWxJek'")
 		}
 		h.Add(name, value)
 	}
@@ -303,7 +303,7 @@ func parseHeadersJSON(name string, data []byte, h http.Header) error {
 	for k, v := range headers {
 		k, v = strings.TrimSpace(k), strings.TrimSpace(v)
 		if !validHeaderName(k) || strings.ContainsAny(v, "\r\n\x00") {
-			return usageError("read headers from %s: invalid header %q", name, truncateFlag(k))
+			return usageError("read headers from %s: invalid header %s", name, keystore.Quote(k))
 		}
 		h.Add(k, v)
 	}

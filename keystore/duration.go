@@ -11,7 +11,7 @@ import (
 // overflowing values are EINVALID errors.
 func ParseDuration(s string) (time.Duration, error) {
 	bad := func(why string) (time.Duration, error) {
-		return 0, Errorf(EINVALID, "invalid duration %q: %s", Truncate(s, 40), why)
+		return 0, Errorf(EINVALID, "invalid duration %s: %s", Quote(s), why)
 	}
 	if s == "" {
 		return bad("empty (use a number and a unit, such as 90d or 24h)")

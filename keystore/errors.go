@@ -45,7 +45,3 @@ func ErrorCode(err error) string {
 	}
 	return EINTERNAL
 }
-
-func asErr[T error](err error, target *T) bool { return errors.As(err, target) }
-
-func itoa(n int) string { return fmt.Sprint(n) }

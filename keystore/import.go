@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/hex"
-	"encoding/json"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -126,7 +125,7 @@ func DecodeImportRecord(line []byte) (*ImportKey, error) {
 			return nil, err
 		}
 		if r.Environment != "" && r.Environment != env {
-			return nil, Errorf(EINVALID, "environment %q does not match the key's prefix sk_%s_", Truncate(r.Environment, 20), env)
+			return nil, Errorf(EINVALID, "environment %s does not match the key's prefix sk_%s_", Quote(r.Environment), env)
 		}
 		if r.Hint != "" {
 			return nil, Errorf(EINVALID, "hint goes only with key_sha256: the hint of a key is made from the key")
@@ -145,7 +144,7 @@ func DecodeImportRecord(line []byte) (*ImportKey, error) {
 			r.Environment = EnvLive
 		}
 		if !ValidEnv(r.Environment) {
-			return nil, Errorf(EINVALID, "unknown environment %q (want live or test)", Truncate(r.Environment, 20))
+			return nil, Errorf(EINVALID, "unknown environment %s (want live or test)", Quote(r.Environment))
 		}
 		// The secret is unknown: unless the record brings the hint the
 		// other system kept, the hint can name only its prefix.
@@ -172,16 +171,14 @@ func DecodeImportRecord(line []byte) (*ImportKey, error) {
 	return k, nil
 }
 
-// decodeRecordJSON decodes a record with encoding/json, the reference for
-// decodeRecordFast.
+// decodeRecordJSON decodes a record strictly (DecodeStrict), the
+// reference for decodeRecordFast.
 func decodeRecordJSON(line []byte, r *ImportRecord) error {
-	dec := json.NewDecoder(bytes.NewReader(line))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(r); err != nil {
-		return Errorf(EINVALID, "not a JSON import record: %s", jsonProblem(err))
+	if len(bytes.TrimSpace(line)) == 0 {
+		return Errorf(EINVALID, "not a JSON import record: empty line")
 	}
-	if dec.More() {
-		return Errorf(EINVALID, "more than one JSON value on the line")
+	if err := DecodeStrict(line, r); err != nil {
+		return Errorf(EINVALID, "not a JSON import record: %s", strings.TrimPrefix(err.Error(), "malformed JSON: "))
 	}
 	return nil
 }
@@ -249,30 +246,4 @@ func CheckHint(hint, env string) error {
 		return nil
 	}
 	return Errorf(EINVALID, "hint is not that of a key of keyctl's format (want sk_%s_AbCd…WxYz, 4 characters either side of the …): keyctl verifies only keys of its own format, so such a key could never verify; issue a new key with keyctl create instead", env)
-}
-
-// jsonProblem describes a decoding error without quoting the input, which
-// may hold a secret.
-func jsonProblem(err error) string {
-	var syn *json.SyntaxError
-	var typ *json.UnmarshalTypeError
-	switch {
-	case asErr(err, &syn):
-		return "syntax error at byte " + itoa(int(syn.Offset))
-	case asErr(err, &typ) && typ.Field == "":
-		return "a record must be a JSON object, not " + typ.Value
-	case asErr(err, &typ):
-		return "field " + typ.Field + " has the wrong type"
-	case strings.HasPrefix(err.Error(), "json: unknown field "):
-		field := strings.TrimPrefix(err.Error(), "json: unknown field ")
-		if strings.Contains(field, "sk_") || len(field) > 40 {
-			return "unknown field"
-		}
-		return "unknown field " + field
-	case err.Error() == "EOF":
-		return "empty line"
-	case err.Error() == "unexpected EOF":
-		return "the record ends too early"
-	}
-	return "malformed JSON"
 }

@@ -69,7 +69,7 @@ func TestDecodeRecordFast(t *testing.T) {
 	// A wrong value after a good one leaves nothing behind: the caller
 	// decodes the line again from a zero record.
 	if _, err := DecodeImportRecord([]byte(`{"name":"x","key_sha256":"` + strings.Repeat("ab", 32) + `","scopes":"admin"}`)); err == nil ||
-		!strings.Contains(err.Error(), "field scopes has the wrong type") {
+		!strings.Contains(err.Error(), "field scopes must be a list of strings") {
 		t.Errorf("DecodeImportRecord = %v, want the wrong type of scopes", err)
 	}
 }

@@ -117,9 +117,9 @@ func TestParseImportRecordRejects(t *testing.T) {
 	for _, tt := range []struct{ line, want string }{
 		{``, "empty line"},
 		{`{`, "not a JSON import record"},
-		{`[]`, "a record must be a JSON object, not array"},
-		{`"` + secret + `"`, "a record must be a JSON object, not string"},
-		{`{"name":"x","scopes":"admin","key":"` + secret + `"}`, "field scopes has the wrong type"},
+		{`[]`, "want a JSON object, got an array"},
+		{`"` + secret + `"`, "want a JSON object, got a string"},
+		{`{"name":"x","scopes":"admin","key":"` + secret + `"}`, "field scopes must be a list of strings"},
 		{`{"name":"x","scopes":["admin"]}`, "needs key or key_sha256"},
 		{`{"name":"x","scopes":["admin"],"key":"` + secret + `","key_sha256":"` + hash + `"}`, "not both"},
 		{`{"name":"x","scopes":["admin"],"key":"` + secret[:45] + `"}`, "wrong key format"},

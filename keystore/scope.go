@@ -113,7 +113,7 @@ func UnknownScope(s string) error {
 	if err := CheckScope(s); err != nil {
 		return err
 	}
-	return Errorf(EINVALID, "unknown scope %q (did you mean %s?)", Truncate(s, 40), NearestScope(s))
+	return Errorf(EINVALID, "unknown scope %s (did you mean %s?)", Quote(s), NearestScope(s))
 }
 
 // Grants reports whether a key holding scopes may act with scope want.

@@ -24,7 +24,7 @@ func (p *CreateParams) Validate(now time.Time) error {
 		p.Environment = EnvLive
 	}
 	if !ValidEnv(p.Environment) {
-		return Errorf(EINVALID, "unknown environment %q (want live or test)", Truncate(p.Environment, 20))
+		return Errorf(EINVALID, "unknown environment %s (want live or test)", Quote(p.Environment))
 	}
 	if len(p.Scopes) == 0 {
 		return Errorf(EINVALID, "a key needs at least one scope")

@@ -105,7 +105,7 @@ var crcSlicing8 = func() (t [8][256]uint32) {
 // (crypto/rand when r is nil).
 func NewToken(env string, r io.Reader) (string, error) {
 	if !ValidEnv(env) {
-		return "", Errorf(EINVALID, "unknown environment %q (want live or test)", env)
+		return "", Errorf(EINVALID, "unknown environment %s (want live or test)", Quote(env))
 	}
 	random, err := randomBase62(r, tokenRandomLen)
 	if err != nil {
@@ -186,7 +186,7 @@ func CheckID(id string) error {
 	if strings.Contains(id, "sk_") {
 		return Errorf(EINVALID, "malformed key id: that is a secret key, not its ID (want key_ and 16 letters or digits)")
 	}
-	return Errorf(EINVALID, "malformed key id %q (want key_ and 16 letters or digits)", Truncate(id, 40))
+	return Errorf(EINVALID, "malformed key id %s (want key_ and 16 letters or digits)", Quote(id))
 }
 
 // HashToken is what a store keeps instead of the secret.

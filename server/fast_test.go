@@ -83,7 +83,7 @@ func TestWriteFast(t *testing.T) {
 // encoding/json writes; mustBeFast that there is one.
 func checkReply(t *testing.T, v *keystore.Verification, mustBeFast bool) {
 	t.Helper()
-	s := New(nil, Options{Replays: newMemoryReplays()})
+	s := New(nil, Options{Idempotency: newMemoryClaims()})
 	fast := bytesWriter{h: http.Header{}}
 	ok := s.writeFast(&fast, 200, envelope{Data: v})
 	want, err := marshal(envelope{Data: v})
@@ -241,7 +241,7 @@ func TestRequestLineTimesAndDurations(t *testing.T) {
 // ServeHTTP routes POST /v1/api-keys/verify without the mux only when the
 // mux would pick the same handler (and not a redirect to it).
 func TestVerifyRoute(t *testing.T) {
-	s := New(nil, Options{Replays: newMemoryReplays()})
+	s := New(nil, Options{Idempotency: newMemoryClaims()})
 	for _, tt := range []struct{ method, target string }{
 		{"POST", "/v1/api-keys/verify"}, {"POST", "/v1/api-keys/verify/"}, {"POST", "/v1/api-keys//verify"},
 		{"POST", "/v1/api-keys/./verify"}, {"POST", "/v1/api-keys/%76erify"}, {"POST", "/v1/api-keys/verify?x=1"},
@@ -259,4 +259,32 @@ func TestVerifyRoute(t *testing.T) {
 			t.Errorf("%s %s: routed without the mux %v, want %v", tt.method, tt.target, fast, want)
 		}
 	}
+}
+
+// BenchmarkParseVerify compares the hand-written reader of the usual verify
+// body with the strict decoder, which reads every other body (and is the
+// verify endpoint's fallback): whether the hot path can afford one parser.
+func BenchmarkParseVerify(b *testing.B) {
+	secret, err := keystore.NewToken(keystore.EnvLive, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	body := []byte(`{"key":"` + secret + `","scopes":["bots:read"]}`)
+	b.Run("fast", func(b *testing.B) {
+		var room [4]string
+		for b.Loop() {
+			var req verifyRequest
+			if !parseVerifyFast(body, &req, room[:]) {
+				b.Fatal("not read")
+			}
+		}
+	})
+	b.Run("strict", func(b *testing.B) {
+		for b.Loop() {
+			var req verifyRequest
+			if err := decodeBody(body, &req, false); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }

@@ -1,7 +1,6 @@
 package server
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"slices"
@@ -17,7 +16,7 @@ const MaxImportRecords = 1000
 // in an import file (keystore.ImportRecord), at most MaxImportRecords of
 // them. Each is decoded on its own, so that a bad one fails alone.
 type importRequest struct {
-	Keys []json.RawMessage `json:"keys"`
+	Keys []keystore.JSONValue `json:"keys"`
 }
 
 // importReply is the data of the reply: the counts, and one error per

@@ -5,9 +5,6 @@ import (
 	"context"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
-	"fmt"
-	"io"
 	"math"
 	"net/http"
 	"net/url"
@@ -15,7 +12,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"github.com/chatbotplatform/keyctl/keystore"
 )
@@ -180,8 +176,9 @@ func (s *Server) verifyBearer(ctx context.Context, secret string) (string, []str
 	return v.Key.ID, v.Key.Scopes, nil
 }
 
-// decodeBody decodes a JSON object strictly: unknown fields and trailing
-// data are errors. An empty body is an empty object when allowEmpty.
+// decodeBody decodes a request body strictly (keystore.DecodeStrict): exact
+// member names, each at most once, no unknown ones, valid UTF-8, one
+// value. An empty body is an empty object when allowEmpty.
 func decodeBody(body []byte, v any, allowEmpty bool) error {
 	if len(bytes.TrimSpace(body)) == 0 {
 		if allowEmpty {
@@ -189,53 +186,14 @@ func decodeBody(body []byte, v any, allowEmpty bool) error {
 		}
 		return keystore.Errorf(keystore.EINVALID, "request body is empty: send a JSON object")
 	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return keystore.Errorf(keystore.EINVALID, "%s", describeJSONError(err))
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return keystore.Errorf(keystore.EINVALID, "malformed JSON body: more than one JSON value")
+	if err := keystore.DecodeStrict(body, v); err != nil {
+		msg := err.Error()
+		if rest, ok := strings.CutPrefix(msg, "malformed JSON: "); ok {
+			msg = "malformed JSON body: " + rest
+		}
+		return keystore.Errorf(keystore.EINVALID, "%s", msg)
 	}
 	return nil
-}
-
-func describeJSONError(err error) string {
-	var (
-		syntax *json.SyntaxError
-		typ    *json.UnmarshalTypeError
-	)
-	switch {
-	case errors.As(err, &syntax):
-		return fmt.Sprintf("malformed JSON body at byte %d: %s", syntax.Offset, syntax.Error())
-	case errors.Is(err, io.ErrUnexpectedEOF):
-		return "malformed JSON body: it ends too early"
-	case errors.As(err, &typ):
-		if typ.Field == "" {
-			return "malformed JSON body: want a JSON object, got " + typ.Value
-		}
-		field, _, _ := strings.Cut(typ.Field, ".")
-		kind, ok := fieldKinds[field]
-		if !ok {
-			kind = "of another type"
-		}
-		return fmt.Sprintf("field %s must be %s, not %s", field, kind, typ.Value)
-	case strings.HasPrefix(err.Error(), "json: unknown field "):
-		return "unknown field " + strings.TrimPrefix(err.Error(), "json: unknown field ") + " in the request body"
-	}
-	return "malformed JSON body"
-}
-
-// fieldKinds says what each field of a request body must be.
-var fieldKinds = map[string]string{
-	"name":          "a string",
-	"scopes":        "a list of strings",
-	"environment":   "a string",
-	"expires_at":    "an RFC 3339 time string",
-	"metadata":      "an object of strings",
-	"grace_seconds": "a whole number",
-	"key":           "a string",
-	"keys":          "a list of import records",
 }
 
 // createRequest is the body of POST /v1/api-keys.
@@ -249,10 +207,6 @@ type createRequest struct {
 
 func (s *Server) create(c *call) (result, error) {
 	var req createRequest
-	if !utf8.Valid(c.body) {
-		// encoding/json would store it as U+FFFD, changing the name.
-		return result{}, keystore.Errorf(keystore.EINVALID, "malformed JSON body: not valid UTF-8")
-	}
 	if err := decodeBody(c.body, &req, false); err != nil {
 		return result{}, err
 	}
@@ -338,7 +292,7 @@ func intParam(q url.Values, name string, def, lo, hi int) (int, error) {
 	}
 	n, err := strconv.Atoi(s)
 	if err != nil || n < lo || n > hi {
-		return 0, keystore.Errorf(keystore.EINVALID, "%s must be a whole number from %d to %d, got %q", name, lo, hi, keystore.Truncate(s, 20))
+		return 0, keystore.Errorf(keystore.EINVALID, "%s must be a whole number from %d to %d, got %s", name, lo, hi, keystore.Quote(s))
 	}
 	return n, nil
 }
@@ -354,14 +308,14 @@ func listFilter(q url.Values) (keystore.ListFilter, error) {
 	if s := q.Get("created_before"); s != "" {
 		t, err := time.Parse(time.RFC3339, s)
 		if err != nil {
-			return f, keystore.Errorf(keystore.EINVALID, "created_before must be an RFC 3339 time, such as 2027-01-31T12:00:00Z, got %q", keystore.Truncate(s, 40))
+			return f, keystore.Errorf(keystore.EINVALID, "created_before must be an RFC 3339 time, such as 2027-01-31T12:00:00Z, got %s", keystore.Quote(s))
 		}
 		f.CreatedBefore = t
 	}
 	if s := q.Get("expiring_before"); s != "" {
 		t, err := time.Parse(time.RFC3339, s)
 		if err != nil {
-			return f, keystore.Errorf(keystore.EINVALID, "expiring_before must be an RFC 3339 time, such as 2027-01-31T12:00:00Z, got %q", keystore.Truncate(s, 40))
+			return f, keystore.Errorf(keystore.EINVALID, "expiring_before must be an RFC 3339 time, such as 2027-01-31T12:00:00Z, got %s", keystore.Quote(s))
 		}
 		f.ExpiringBefore = t
 	}
@@ -375,7 +329,7 @@ func listFilter(q url.Values) (keystore.ListFilter, error) {
 		case "true":
 			*b.v = true
 		default:
-			return f, keystore.Errorf(keystore.EINVALID, "%s must be true or false, got %q", b.name, keystore.Truncate(s, 20))
+			return f, keystore.Errorf(keystore.EINVALID, "%s must be true or false, got %s", b.name, keystore.Quote(s))
 		}
 	}
 	return f, nil
@@ -440,7 +394,7 @@ func (s *Server) rotate(c *call) (result, error) {
 type updateRequest struct {
 	Name      *string            `json:"name"`
 	Scopes    []string           `json:"scopes"`
-	ExpiresAt json.RawMessage    `json:"expires_at"`
+	ExpiresAt keystore.JSONValue `json:"expires_at"`
 	Metadata  map[string]*string `json:"metadata"`
 }
 
@@ -633,7 +587,7 @@ func (s *Server) audit(c *call) (result, error) {
 	if v := q.Get("since"); v != "" {
 		t, err := time.Parse(time.RFC3339, v)
 		if err != nil {
-			return result{}, keystore.Errorf(keystore.EINVALID, "since must be an RFC 3339 time, such as 2027-01-31T12:00:00Z, got %q", keystore.Truncate(v, 40))
+			return result{}, keystore.Errorf(keystore.EINVALID, "since must be an RFC 3339 time, such as 2027-01-31T12:00:00Z, got %s", keystore.Quote(v))
 		}
 		f.Since = t
 	}

@@ -27,6 +27,10 @@ import (
 	"github.com/chatbotplatform/keyctl/keystore"
 )
 
+// EOVERLOADED is the error code of a 503 reply to a request that the
+// server sheds (Options.Shed).
+const EOVERLOADED = "overloaded"
+
 // MaxBodyBytes bounds a request body; a longer one is refused with 413.
 const MaxBodyBytes = 1 << 20
 
@@ -49,16 +53,24 @@ type Options struct {
 	// time.Now. Keys take their times from the store.
 	Now func() time.Time
 
-	// Replays keeps the replies to requests with an Idempotency-Key. Nil
-	// means the store itself when it is a ReplayStore (as the SQLite store
-	// is, so replies survive a restart), and memory otherwise.
-	Replays ReplayStore
-
 	// TestKeysManageLive lets a test key (sk_test_) with the admin scope
 	// create, rotate, revoke and import live keys. By default a test key
 	// manages test keys only: a test key is handed to developers and CI
 	// more freely than a live one, and must not be a way to make one.
 	TestKeysManageLive bool
+
+	// Shed, when set, tells whether to refuse a request because the
+	// server is at its limit (keyctl serve: the connection came in over
+	// its connection limit). Such a request gets 503 with Retry-After: 1
+	// and its connection is closed; GET /healthz is always answered.
+	Shed func(r *http.Request) bool
+
+	// Idempotency claims the Idempotency-Keys of requests and keeps their
+	// replies, without secrets. Nil means the store itself when it is a
+	// keystore.IdempotencyStore (as the SQLite store is, so that several
+	// servers on one file agree and replies survive a restart), and
+	// memory otherwise.
+	Idempotency keystore.IdempotencyStore
 }
 
 // Server serves the HTTP API over a store. It is safe for concurrent use.
@@ -69,8 +81,9 @@ type Server struct {
 	log     *slog.Logger
 	now     func() time.Time
 	limiter *limiter // nil: no rate limit
-	replays ReplayStore
-	locks   keyLocks
+	claims  keystore.IdempotencyStore
+	shed    func(*http.Request) bool
+	secrets heldSecrets // replies with their secrets, for a while
 
 	testKeysManageLive bool
 	mux                *http.ServeMux
@@ -82,7 +95,7 @@ var _ http.Handler = (*Server)(nil)
 
 // New returns a Server over store. The caller keeps ownership of store.
 func New(store keystore.Store, opts Options) *Server {
-	s := &Server{store: store, log: opts.Logger, now: opts.Now, replays: opts.Replays, testKeysManageLive: opts.TestKeysManageLive}
+	s := &Server{store: store, log: opts.Logger, now: opts.Now, claims: opts.Idempotency, shed: opts.Shed, testKeysManageLive: opts.TestKeysManageLive}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -94,11 +107,11 @@ func New(store keystore.Store, opts Options) *Server {
 	if opts.RateLimit > 0 {
 		s.limiter = newLimiter(opts.RateLimit, s.now)
 	}
-	if s.replays == nil {
-		if rs, ok := store.(ReplayStore); ok {
-			s.replays = rs
+	if s.claims == nil {
+		if is, ok := store.(keystore.IdempotencyStore); ok {
+			s.claims = is
 		} else {
-			s.replays = newMemoryReplays()
+			s.claims = newMemoryClaims()
 		}
 	}
 	s.routes()
@@ -219,6 +232,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		d := time.Since(start)
 		s.logRequest(r, st, status, start.Add(d), d)
 	}()
+	if s.shed != nil && r.URL.Path != "/healthz" && s.shed(r) {
+		h := w.Header()
+		h.Set("Retry-After", "1")
+		h.Set("Connection", "close")
+		s.writeRaw(rw, http.StatusServiceUnavailable, errorBody(EOVERLOADED,
+			"the key service is at its connection limit; retry after the number of seconds in Retry-After", st.id))
+		return
+	}
 	// The mux would pick the same handler for this exact, clean path (it
 	// has no other pattern that matches it, and nothing to clean or
 	// redirect), at a cost that shows on the hot path.
@@ -257,28 +278,34 @@ func (s *Server) logRequest(r *http.Request, st *reqState, status int, end time.
 	s.log.LogAttrs(context.Background(), level, "request", attrs...)
 }
 
-// logPath is the path as logged: a path segment that looks like a secret
-// (someone put a key in the URL by mistake) is not written down.
+// logPath is the path as logged and as error messages repeat it: a path
+// segment that looks like a secret or part of one (someone put a key in
+// the URL by mistake) is not written down.
 func logPath(p string) string {
-	if len(p) <= 200 && !strings.Contains(p, "sk_") {
+	if len(p) <= 200 && !keystore.LooksSecret(p) {
 		return p
 	}
 	if len(p) > 200 {
-		p = p[:200] + "…"
+		p = keystore.Truncate(p, 200) + "…"
 	}
 	parts := strings.Split(p, "/")
 	for i, part := range parts {
-		if strings.Contains(part, "sk_live_") || strings.Contains(part, "sk_test_") {
+		if keystore.LooksSecret(part) {
 			parts[i] = "[redacted]"
 		}
 	}
-	return strings.Join(parts, "/")
+	p = strings.Join(parts, "/")
+	if keystore.LooksSecret(p) {
+		// A secret split by slashes, sk_live_/…
+		return "[redacted]"
+	}
+	return p
 }
 
 // requestID echoes a client's request ID when it is a short, plain token
 // (and not a secret sent there by mistake), and makes a new one otherwise.
 func requestID(given string) string {
-	if n := len(given); n > 0 && n <= 64 && !strings.HasPrefix(given, "sk_") &&
+	if n := len(given); n > 0 && n <= 64 && !keystore.LooksSecret(given) &&
 		strings.Trim(given, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") == "" {
 		return given
 	}

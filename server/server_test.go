@@ -490,13 +490,13 @@ func TestBodies(t *testing.T) {
 	for body, want := range map[string]string{
 		``:                                      "request body is empty",
 		`{`:                                     "malformed JSON body",
-		`{"name": "x",}`:                        "malformed JSON body at byte",
+		`{"name": "x",}`:                        "malformed JSON body: syntax error at byte",
 		`[]`:                                    "want a JSON object",
 		`"x"`:                                   "want a JSON object",
 		`{"name": 5, "scopes": ["admin"]}`:      "field name must be a string",
 		`{"name": "x", "scopes": "admin"}`:      "field scopes must be a list of strings",
 		`{"name": "x", "scopes": [1]}`:          "field scopes must be a list of strings",
-		`{"name": "x", "metadata": {"a": 1}}`:   "field metadata must be an object of strings, not number",
+		`{"name": "x", "metadata": {"a": 1}}`:   "field metadata must be an object of strings, not a number",
 		`{"nmae": "x", "scopes": ["admin"]}`:    `unknown field "nmae"`,
 		`{"name": "x", "scopes": ["admin"]} {}`: "more than one JSON value",
 		`{"name": "x", "scopes": ["admin"]}x`:   "more than one JSON value",
@@ -658,8 +658,9 @@ func TestIdempotencyConcurrent(t *testing.T) {
 	}
 }
 
-// The reply is kept in the store file, sealed: a new server on the reopened
-// store replays it, and the secret in it is not on disk.
+// The reply is kept in the store file without its secret: a new server on
+// the reopened store replays it with the secret withheld and says so, and
+// the secret is not on disk.
 func TestIdempotencyAfterRestart(t *testing.T) {
 	f := newFixture(t, server.Options{})
 	body := `{"name": "deploy", "scopes": ["bots:read"]}`
@@ -667,9 +668,14 @@ func TestIdempotencyAfterRestart(t *testing.T) {
 	data(t, "create", f.do("POST", "/v1/api-keys", f.admin.Secret, body, "Idempotency-Key", "restart-1"), 201, &first)
 
 	f.restart(server.Options{})
-	data(t, "retry after restart", f.do("POST", "/v1/api-keys", f.admin.Secret, body, "Idempotency-Key", "restart-1"), 201, &again)
-	if again.ID != first.ID || again.Secret != first.Secret {
-		t.Errorf("after a restart the retry made %s, want %s", again.ID, first.ID)
+	r := f.do("POST", "/v1/api-keys", f.admin.Secret, body, "Idempotency-Key", "restart-1")
+	data(t, "retry after restart", r, 201, &again)
+	if again.ID != first.ID || again.Secret != "" || again.Name != "deploy" {
+		t.Errorf("after a restart the retry gave %s (secret %t), want %s without its secret", again.ID, again.Secret != "", first.ID)
+	}
+	if r.header.Get("Idempotent-Secret") != "withheld" || r.header.Get("Idempotent-Replayed") != "true" {
+		t.Errorf("headers Idempotent-Secret %q, Idempotent-Replayed %q; want withheld, true",
+			r.header.Get("Idempotent-Secret"), r.header.Get("Idempotent-Replayed"))
 	}
 	wantError(t, "other body after restart", f.do("POST", "/v1/api-keys", f.admin.Secret, `{"name": "x", "scopes": ["admin"]}`, "Idempotency-Key", "restart-1"), 409, keystore.ECONFLICT)
 	if n := f.count(); n != 3 {
@@ -685,11 +691,55 @@ func TestIdempotencyAfterRestart(t *testing.T) {
 		disk = append(disk, b...)
 	}
 	random := first.Secret[len("sk_live_"):]
-	if bytes.Contains(disk, []byte(random[:16])) || bytes.Contains(disk, []byte(random[16:])) {
-		t.Errorf("the secret of a kept reply is on disk in plaintext")
+	for i := 0; i+8 <= len(random); i += 8 {
+		if bytes.Contains(disk, []byte(random[i:i+8])) {
+			t.Errorf("part of the secret of a kept reply is on disk: %d..%d", i, i+8)
+		}
 	}
 	if bytes.Contains(disk, []byte("restart-1")) {
 		t.Errorf("the Idempotency-Key is on disk")
+	}
+}
+
+// The secret of a reply is held in memory for SecretReplayTTL only.
+func TestIdempotencySecretHeldBriefly(t *testing.T) {
+	now := time.Now()
+	var mu sync.Mutex
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	f := newFixture(t, server.Options{Now: clock})
+	body := `{"name": "brief", "scopes": ["bots:read"]}`
+	var k1, k2, k3 keystore.Key
+	data(t, "create", f.do("POST", "/v1/api-keys", f.admin.Secret, body, "Idempotency-Key", "b"), 201, &k1)
+	data(t, "retry", f.do("POST", "/v1/api-keys", f.admin.Secret, body, "Idempotency-Key", "b"), 201, &k2)
+	mu.Lock()
+	now = now.Add(server.SecretReplayTTL + time.Second)
+	mu.Unlock()
+	r := f.do("POST", "/v1/api-keys", f.admin.Secret, body, "Idempotency-Key", "b")
+	data(t, "late retry", r, 201, &k3)
+	if k2.Secret != k1.Secret || k3.ID != k1.ID || k3.Secret != "" || r.header.Get("Idempotent-Secret") != "withheld" {
+		t.Errorf("retry secret %t; late retry %s secret %t header %q: want the secret at once, withheld later",
+			k2.Secret == k1.Secret, k3.ID, k3.Secret != "", r.header.Get("Idempotent-Secret"))
+	}
+}
+
+// Expired replies are purged from the store.
+func TestPurgeReplays(t *testing.T) {
+	now := time.Now()
+	var mu sync.Mutex
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	f := newFixture(t, server.Options{Now: clock})
+	body := `{"name": "old", "scopes": ["bots:read"]}`
+	data(t, "create", f.do("POST", "/v1/api-keys", f.admin.Secret, body, "Idempotency-Key", "p"), 201, nil)
+	mu.Lock()
+	now = now.Add(server.ReplayTTL + time.Hour)
+	mu.Unlock()
+	srv := server.New(f.store, server.Options{Now: clock})
+	if err := srv.PurgeReplays(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	n, err := f.store.PurgeIdempotency(context.Background(), now)
+	if err != nil || n != 0 {
+		t.Errorf("after PurgeReplays, %d records were left to purge (%v), want 0", n, err)
 	}
 }
 

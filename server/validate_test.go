@@ -20,7 +20,7 @@ func TestCreateRefusesBadText(t *testing.T) {
 	secret := f.reader.Secret
 	for body, want := range map[string]string{
 		"{\"name\": \"bad\xffname\", \"scopes\": [\"bots:read\"]}":                          "not valid UTF-8",
-		`{"name": "bad\udc00name", "scopes": ["bots:read"]}`:                                "U+FFFD",
+		`{"name": "bad\udc00name", "scopes": ["bots:read"]}`:                                "surrogate",
 		`{"name": "\ufeff\u200b", "scopes": ["bots:read"]}`:                                 "no visible character",
 		`{"name": "invoice\u202efdp.exe", "scopes": ["bots:read"]}`:                         "bidirectional",
 		`{"name": "x\u001b]0;pwned\u0007", "scopes": ["bots:read"]}`:                        "control characters",
@@ -55,14 +55,18 @@ func TestImportRefusesBadText(t *testing.T) {
 	body := `{"keys": [` + strings.Join([]string{
 		rec(secret),
 		rec("x\u202ey"),
-		"{\"name\": \"bad\xffname\", \"scopes\": [\"bots:read\"], \"key_sha256\": \"" + strings.Repeat("cd", 32) + "\"}",
 		`{"name": "x", "scopes": ["bots:read"], "metadata": {"k": "\u001b[2J"}, "key_sha256": "` + strings.Repeat("ef", 32) + `"}`,
 	}, ",") + `]}`
 	r := f.do("POST", "/v1/api-keys/import", f.admin.Secret, body)
 	var res keystore.ImportResult
 	data(t, "import", r, 200, &res)
-	if res.Imported != 0 || res.Failed != 4 {
-		t.Errorf("import: %+v, want 4 failed", res)
+	if res.Imported != 0 || res.Failed != 3 {
+		t.Errorf("import: %+v, want 3 failed", res)
+	}
+	// Invalid UTF-8 anywhere in the body makes the whole body malformed.
+	bad := "{\"keys\": [{\"name\": \"bad\xffname\", \"scopes\": [\"bots:read\"], \"key_sha256\": \"" + strings.Repeat("cd", 32) + "\"}]}"
+	if e := wantError(t, "import with invalid UTF-8", f.do("POST", "/v1/api-keys/import", f.admin.Secret, bad), 400, keystore.EINVALID); !strings.Contains(e.Message, "not valid UTF-8") {
+		t.Errorf("import with invalid UTF-8: %q", e.Message)
 	}
 	if keystore.ContainsSecret(string(r.body)) {
 		t.Errorf("reply holds the secret: %s", r.body)

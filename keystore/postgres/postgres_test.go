@@ -76,7 +76,7 @@ func TestNewerSchemaRefused(t *testing.T) {
 	open(t, dsn, postgres.Options{}).Close()
 	pgtest.Exec(t, dsn, "UPDATE keyctl_schema SET version = 99")
 	_, err := postgres.Open(dsn, postgres.Options{})
-	if keystore.ErrorCode(err) != keystore.EUNAVAILABLE || !strings.Contains(err.Error(), "newer keyctl (schema 99, this build knows 2); upgrade keyctl") {
+	if keystore.ErrorCode(err) != keystore.EUNAVAILABLE || !strings.Contains(err.Error(), fmt.Sprintf("newer keyctl (schema 99, this build knows %d); upgrade keyctl", postgres.SchemaVersion)) {
 		t.Fatalf("Open = %v, want the newer-schema error", err)
 	}
 	if v := query[int32](t, dsn, "SELECT version FROM keyctl_schema"); v != 99 {

@@ -178,7 +178,20 @@ func (s *Store) Create(ctx context.Context, p keystore.CreateParams) (*keystore.
 	if err := s.call(ctx, http.MethodPost, "/api-keys", nil, body, &k, nil); err != nil {
 		return nil, err
 	}
-	return &k, nil
+	return withSecret(&k)
+}
+
+// withSecret returns k, the reply to a create or a rotate, or an error when
+// the key service withheld its secret: a retry of a request whose first
+// reply was lost, answered by a server that does not hold the secret (see
+// Idempotent-Secret in the README). The key exists, but nobody has its
+// secret.
+func withSecret(k *keystore.Key) (*keystore.Key, error) {
+	if k.Secret != "" {
+		return k, nil
+	}
+	return nil, keystore.Errorf(keystore.EUNAVAILABLE,
+		"the key service made key %s, but its reply was lost and the retry's reply withholds the secret (it is not kept); revoke %s and try again", k.ID, k.ID)
 }
 
 // Get returns a key without its secret.
@@ -301,7 +314,7 @@ func (s *Store) Rotate(ctx context.Context, id string, opts keystore.RotateOptio
 	if err := s.call(ctx, http.MethodPost, "/api-keys/"+url.PathEscape(id)+"/rotate", nil, body, &k, nil); err != nil {
 		return nil, err
 	}
-	return &k, nil
+	return withSecret(&k)
 }
 
 // Revoke stops key id at once.

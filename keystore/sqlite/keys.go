@@ -453,11 +453,11 @@ func where(f keystore.ListFilter, now time.Time) (string, []any, error) {
 	case keystore.StatusActive:
 		conds, args = append(conds, "NOT "+revoked+" AND NOT "+expired+" AND NOT "+disabled), append(args, t)
 	default:
-		return "", nil, keystore.Errorf(keystore.EINVALID, "unknown status %q (want active, disabled, expired or revoked)", short(f.Status))
+		return "", nil, keystore.Errorf(keystore.EINVALID, "unknown status %s (want active, disabled, expired or revoked)", keystore.Quote(f.Status))
 	}
 	if f.Environment != "" {
 		if !keystore.ValidEnv(f.Environment) {
-			return "", nil, keystore.Errorf(keystore.EINVALID, "unknown environment %q (want live or test)", short(f.Environment))
+			return "", nil, keystore.Errorf(keystore.EINVALID, "unknown environment %s (want live or test)", keystore.Quote(f.Environment))
 		}
 		conds, args = append(conds, "environment = ?"), append(args, f.Environment)
 	}
@@ -522,14 +522,6 @@ func timePtr(v sql.NullInt64) *time.Time {
 	}
 	t := time.Unix(v.Int64, 0).UTC()
 	return &t
-}
-
-// short keeps a message one readable line when the input is long.
-func short(s string) string {
-	if len(s) > 40 {
-		return s[:40] + "…"
-	}
-	return s
 }
 
 // Lookup returns the key whose secret has SHA-256 hash.

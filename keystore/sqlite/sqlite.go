@@ -35,8 +35,10 @@ const sqliteHeader = "SQLite format 3\x00"
 // Every connection of the pool gets these pragmas, so they belong in the DSN.
 // _txlock=immediate makes every transaction take the write lock up front: a
 // read transaction that later writes would get SQLITE_BUSY despite the
-// busy timeout when another process writes first.
-const readWriteParams = "_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)&_txlock=immediate"
+// busy timeout when another process writes first. secure_delete overwrites
+// deleted rows, such as purged idempotent replies, rather than leaving their
+// bytes in free pages of the file.
+const readWriteParams = "_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)&_pragma=secure_delete(1)&_txlock=immediate"
 
 //go:embed migrations/*.sql
 var migrationFiles embed.FS
@@ -48,7 +50,7 @@ var migrations = sync.OnceValue(loadMigrations)
 
 // schemaVersion is the number of migrations, the schema version of a store
 // that is up to date; a test holds it equal to len(migrations()).
-const schemaVersion = 4
+const schemaVersion = 5
 
 func loadMigrations() []string {
 	names, err := fs.Glob(migrationFiles, "migrations/*.sql")
@@ -84,7 +86,22 @@ type Options struct {
 	// MustExist refuses a store file that does not exist, instead of
 	// creating it: for commands that only read or change existing keys.
 	MustExist bool
+
+	// MaxConns bounds the store's SQLite connections, each of which holds
+	// file descriptors (the database and its -wal file); more callers at
+	// once wait for one. 0 means DefaultMaxConns.
+	MaxConns int
 }
+
+// DefaultMaxConns is the default bound of a store's connections: enough
+// for SQLite, which writes one transaction at a time and reads from memory
+// mostly, to keep a server's CPUs busy.
+const DefaultMaxConns = 16
+
+// FilesPerConn is how many file descriptors one SQLite connection holds at
+// most (the database, its -wal and -shm files), for a caller that budgets
+// descriptors.
+const FilesPerConn = 3
 
 // Store is a keystore.Store on a SQLite file. It is safe for concurrent use,
 // also by several processes on one file.
@@ -130,6 +147,12 @@ func Open(path string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, storeError(path, "open", err)
 	}
+	maxConns := opts.MaxConns
+	if maxConns <= 0 {
+		maxConns = DefaultMaxConns
+	}
+	db.SetMaxOpenConns(maxConns)
+	db.SetMaxIdleConns(maxConns)
 	s := &Store{db: db, path: path, nowFn: opts.Now, rand: opts.Rand}
 	if s.nowFn == nil {
 		s.nowFn = time.Now
@@ -363,11 +386,17 @@ func (s *Store) init(ctx context.Context) error {
 	if err := s.db.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil {
 		return s.fail(ctx, "open", err)
 	}
+	migrated := version != schemaVersion
 	for version != schemaVersion {
 		var err error
 		if version, err = s.migrate(ctx); err != nil {
 			return err
 		}
+	}
+	if migrated {
+		// A migration may drop data (schema 5: replies sealed with a
+		// guessable key), which must leave the -wal file too.
+		s.checkpoint(ctx)
 	}
 	return nil
 }

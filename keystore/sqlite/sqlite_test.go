@@ -165,7 +165,7 @@ func TestRefuse(t *testing.T) {
 				defer db.Close()
 				execAll(t, db, "PRAGMA user_version = 99")
 			},
-			want: "PATH was written by a newer keyctl (schema 99, this build knows 4); upgrade keyctl",
+			want: fmt.Sprintf("PATH was written by a newer keyctl (schema 99, this build knows %d); upgrade keyctl", sqlite.SchemaVersion),
 		},
 	}
 	for _, tt := range tests {
@@ -204,7 +204,7 @@ func TestRefuseNewerStoreInUse(t *testing.T) {
 	open(t, path).Close()
 	db := rawDB(t, path)
 	defer db.Close()
-	execAll(t, db, "PRAGMA user_version = 5", "CREATE TABLE later (x)")
+	execAll(t, db, fmt.Sprintf("PRAGMA user_version = %d", sqlite.SchemaVersion+1), "CREATE TABLE later (x)")
 	// Hold a read transaction, so that the -wal file stays as it is.
 	tx, err := db.Begin()
 	if err != nil {
@@ -221,7 +221,7 @@ func TestRefuseNewerStoreInUse(t *testing.T) {
 	}
 
 	_, err = sqlite.Open(path, sqlite.Options{})
-	if err == nil || !strings.Contains(err.Error(), "newer keyctl (schema 5, this build knows 4)") {
+	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("newer keyctl (schema %d, this build knows %d)", sqlite.SchemaVersion+1, sqlite.SchemaVersion)) {
 		t.Fatalf("Open: %v, want a newer-keyctl error", err)
 	}
 	if after := snapshot(t, dir); !maps.Equal(before, after) {
@@ -262,8 +262,8 @@ func TestFileFormat(t *testing.T) {
 	if got := pragma(t, path, "journal_mode"); got != "wal" {
 		t.Errorf("journal_mode = %q, want wal", got)
 	}
-	if got := pragma(t, path, "user_version"); got != "4" {
-		t.Errorf("user_version = %q, want 4", got)
+	if got := pragma(t, path, "user_version"); got != fmt.Sprint(sqlite.SchemaVersion) {
+		t.Errorf("user_version = %q, want %d", got, sqlite.SchemaVersion)
 	}
 	if got := pragma(t, path, "application_id"); got != fmt.Sprint(0x6b657963) {
 		t.Errorf("application_id = %q, want keyctl's", got)

@@ -81,6 +81,7 @@ func RunHarness(t *testing.T, newHarness func(t *testing.T, clock *Clock) Harnes
 		{"delete", testDelete},
 		{"events", testEvents},
 		{"list_lifecycle_filters", testListLifecycleFilters},
+		{"idempotency", testIdempotency},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
