@@ -354,6 +354,7 @@ func TestMigrateToSchema2(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.Close()
+	undoSchema3(t, dsn)
 	pgtest.Exec(t, dsn, "DROP INDEX audit_events_action")
 	pgtest.Exec(t, dsn, "ALTER TABLE keys DROP COLUMN disabled_at")
 	pgtest.Exec(t, dsn, "UPDATE keyctl_schema SET version = 1")
@@ -369,5 +370,32 @@ func TestMigrateToSchema2(t *testing.T) {
 	}
 	if d, err := s.Disable(ctx(t), k.ID); err != nil || d.Status != keystore.StatusDisabled {
 		t.Fatalf("Disable after the upgrade = %+v, %v", d, err)
+	}
+}
+
+// undoSchema3 takes a database back to schema 2, as an older keyctl left
+// it: sealed replies instead of claims.
+func undoSchema3(t *testing.T, dsn string) {
+	t.Helper()
+	pgtest.Exec(t, dsn, "DROP TABLE idempotency_claims")
+	pgtest.Exec(t, dsn, "CREATE TABLE idempotent_replies (lookup bytea PRIMARY KEY, record bytea NOT NULL, created_at timestamptz NOT NULL)")
+	pgtest.Exec(t, dsn, "CREATE INDEX idempotent_replies_created_at ON idempotent_replies (created_at)")
+	pgtest.Exec(t, dsn, "UPDATE keyctl_schema SET version = 2")
+}
+
+// Schema 3 drops the sealed replies of schema 1 and claims Idempotency-Keys
+// instead.
+func TestMigrateToSchema3(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	open(t, dsn, postgres.Options{}).Close()
+	undoSchema3(t, dsn)
+	pgtest.Exec(t, dsn, "INSERT INTO idempotent_replies VALUES ('\\x01', 'sealed', now())")
+	s := open(t, dsn, postgres.Options{})
+	defer s.Close()
+	if n := query[int64](t, dsn, "SELECT count(*) FROM information_schema.tables WHERE table_name = 'idempotent_replies'"); n != 0 {
+		t.Errorf("the sealed replies' table is still there")
+	}
+	if v := query[int32](t, dsn, "SELECT version FROM keyctl_schema"); v != postgres.SchemaVersion {
+		t.Errorf("schema version %d, want %d", v, postgres.SchemaVersion)
 	}
 }

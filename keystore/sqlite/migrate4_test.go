@@ -2,10 +2,12 @@ package sqlite_test
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
 	"testing"
 
 	"github.com/chatbotplatform/keyctl/keystore"
+	"github.com/chatbotplatform/keyctl/keystore/sqlite"
 )
 
 // undoSchema4 takes a store back to schema 3, as an older keyctl left it.
@@ -23,6 +25,7 @@ func TestMigrateToSchema4(t *testing.T) {
 	k := create(t, s, "old")
 	s.Close()
 	db := rawDB(t, path)
+	execAll(t, db, undoSchema5...)
 	execAll(t, db, undoSchema4...)
 	db.Close()
 
@@ -32,8 +35,8 @@ func TestMigrateToSchema4(t *testing.T) {
 	if err != nil || got.DisabledAt != nil || got.Status != keystore.StatusActive {
 		t.Fatalf("Get after the upgrade = %+v, %v; want an active key", got, err)
 	}
-	if got := pragma(t, path, "user_version"); got != "4" {
-		t.Errorf("user_version = %q, want 4", got)
+	if got := pragma(t, path, "user_version"); got != fmt.Sprint(sqlite.SchemaVersion) {
+		t.Errorf("user_version = %q, want %d", got, sqlite.SchemaVersion)
 	}
 	d, err := s.Disable(context.Background(), k.ID)
 	if err != nil || d.Status != keystore.StatusDisabled {
