@@ -391,3 +391,38 @@ func TestServerMessagesArePrintable(t *testing.T) {
 		t.Errorf("message not made printable: %q", e.Message)
 	}
 }
+
+// A create whose reply is lost and whose retry reaches another server on
+// the same store (which never held the secret) fails with an error that
+// names the key that was made, rather than returning a key without its
+// secret or making a second one.
+func TestRetryWithheldSecret(t *testing.T) {
+	s := newService(t)
+	other := server.New(s.local, server.Options{})
+	s.fault = func(n int, w http.ResponseWriter, r *http.Request) bool {
+		if n == 1 {
+			s.afterServing(w, r) // the key is made, the reply lost
+			hangUp(t, w)
+			return true
+		}
+		other.ServeHTTP(w, r) // the retry reaches another server
+		return true
+	}
+	k, err := s.client(remote.Options{}).Create(t.Context(), params)
+	if err == nil || k != nil {
+		t.Fatalf("Create = %+v, %v; want an error", k, err)
+	}
+	if s.count() != 3 {
+		t.Errorf("%d keys, want 3: the retry must not make another", s.count())
+	}
+	var made string
+	for k, err := range s.local.List(t.Context(), keystore.ListOptions{Limit: 1}) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		made = k.ID
+	}
+	if msg := err.Error(); !strings.Contains(msg, made) || !strings.Contains(msg, "withholds the secret") {
+		t.Errorf("error %q does not name key %s and the withheld secret", msg, made)
+	}
+}
