@@ -112,6 +112,24 @@ func (w *jsonWriter) str(name, v string) {
 	w.b = plainjson.AppendString(w.b, v)
 }
 
+// strings writes a list of strings, [] when empty.
+func (w *jsonWriter) strings(name string, list []string) {
+	w.name(name, false)
+	if len(list) == 0 {
+		w.b = append(w.b, "[]"...)
+		return
+	}
+	w.open('[')
+	for i, s := range list {
+		if i > 0 {
+			w.b = append(w.b, ',')
+			w.newline()
+		}
+		w.b = plainjson.AppendString(w.b, s)
+	}
+	w.close(']')
+}
+
 func (w *jsonWriter) optStr(name string, v *string) {
 	w.name(name, false)
 	if v == nil {
@@ -158,20 +176,7 @@ func (w *jsonWriter) key(k *Key) {
 	w.b = plainjson.AppendString(w.b, k.ID)
 	w.str("name", k.Name)
 	w.str("environment", k.Environment)
-	w.name("scopes", false)
-	if len(k.Scopes) == 0 {
-		w.b = append(w.b, "[]"...)
-	} else {
-		w.open('[')
-		for i, s := range k.Scopes {
-			if i > 0 {
-				w.b = append(w.b, ',')
-				w.newline()
-			}
-			w.b = plainjson.AppendString(w.b, s)
-		}
-		w.close(']')
-	}
+	w.strings("scopes", k.Scopes)
 	w.str("hint", k.Hint)
 	w.str("status", k.Status)
 	w.time("created_at", &k.CreatedAt)
@@ -179,6 +184,27 @@ func (w *jsonWriter) key(k *Key) {
 	w.time("revoked_at", k.RevokedAt)
 	w.time("disabled_at", k.DisabledAt)
 	w.time("last_used_at", k.LastUsedAt)
+	w.strings("used_scopes", k.UsedScopes)
+	w.name("scopes_last_used", false)
+	if len(k.ScopesLastUsed) == 0 {
+		w.b = append(w.b, "{}"...)
+	} else {
+		names := make([]string, 0, len(k.ScopesLastUsed))
+		for n := range k.ScopesLastUsed {
+			names = append(names, n)
+		}
+		slices.Sort(names)
+		w.open('{')
+		for i, n := range names {
+			w.member(i == 0)
+			w.b = plainjson.AppendString(w.b, n)
+			w.colon()
+			w.b = append(w.b, '"')
+			w.b = appendTime(w.b, k.ScopesLastUsed[n])
+			w.b = append(w.b, '"')
+		}
+		w.close('}')
+	}
 	w.optStr("rotated_from", k.RotatedFrom)
 	w.optStr("rotated_to", k.RotatedTo)
 	w.name("metadata", false)

@@ -29,6 +29,14 @@ func referenceJSON(t *testing.T, k keystore.Key) []byte {
 	if p.Scopes == nil {
 		p.Scopes = []string{}
 	}
+	if p.UsedScopes == nil {
+		p.UsedScopes = []string{}
+	}
+	uses := map[string]time.Time{}
+	for s, t := range p.ScopesLastUsed {
+		uses[s] = t.UTC().Truncate(time.Second)
+	}
+	p.ScopesLastUsed = uses
 	if p.Metadata == nil {
 		p.Metadata = map[string]string{}
 	}
@@ -74,7 +82,8 @@ func TestKeyJSON(t *testing.T) {
 			Hint: "sk_live_3nF8…a9Qz", Status: "active", CreatedAt: at},
 		{ID: "key_x", Name: "<b>&\"quoted\"\\ \n\t\r\b\f\x00\x1f\x7f é 日本 \u2028\u2029 \xff\xfe", Scopes: []string{"a", "b", "c"},
 			CreatedAt: at, ExpiresAt: &at, RevokedAt: &at, LastUsedAt: &at, RotatedFrom: &from, RotatedTo: &to,
-			Metadata: map[string]string{"z": "1", "a": "<2>", "": "", "m\n": "\u2028"}, Secret: "sk_test_secret"},
+			Metadata: map[string]string{"z": "1", "a": "<2>", "": "", "m\n": "\u2028"}, Secret: "sk_test_secret",
+			UsedScopes: []string{"bots:read", "admin"}, ScopesLastUsed: map[string]time.Time{"admin": at, "bots:read": at.Add(time.Hour), "<x>\n": at}},
 		{Scopes: []string{}, Metadata: map[string]string{}},
 	} {
 		checkJSON(t, k)
@@ -111,6 +120,7 @@ func FuzzKeyJSON(f *testing.F) {
 		}
 		k := keystore.Key{ID: id, Name: name, Scopes: strings.Fields(scopes), CreatedAt: at, LastUsedAt: &at, DisabledAt: &at,
 			RotatedTo: &mv, Metadata: map[string]string{mk: mv, mv: mk}}
+		k.SetScopeUses(map[string]time.Time{mk: at, mv: at.Add(time.Minute)})
 		checkJSON(t, k)
 	})
 }

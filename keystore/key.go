@@ -23,21 +23,26 @@ func ValidStatus(s string) bool {
 // Key is an API key's record. Its JSON field names are a public contract.
 // Secret is set only in the reply to Create and Rotate.
 type Key struct {
-	ID          string            `json:"id"`
-	Name        string            `json:"name"`
-	Environment string            `json:"environment"`
-	Scopes      []string          `json:"scopes"`
-	Hint        string            `json:"hint"`
-	Status      string            `json:"status"`
-	CreatedAt   time.Time         `json:"created_at"`
-	ExpiresAt   *time.Time        `json:"expires_at"`
-	RevokedAt   *time.Time        `json:"revoked_at"`
-	DisabledAt  *time.Time        `json:"disabled_at"`
-	LastUsedAt  *time.Time        `json:"last_used_at"`
-	RotatedFrom *string           `json:"rotated_from"`
-	RotatedTo   *string           `json:"rotated_to"`
-	Metadata    map[string]string `json:"metadata"`
-	Secret      string            `json:"key,omitempty"`
+	ID          string     `json:"id"`
+	Name        string     `json:"name"`
+	Environment string     `json:"environment"`
+	Scopes      []string   `json:"scopes"`
+	Hint        string     `json:"hint"`
+	Status      string     `json:"status"`
+	CreatedAt   time.Time  `json:"created_at"`
+	ExpiresAt   *time.Time `json:"expires_at"`
+	RevokedAt   *time.Time `json:"revoked_at"`
+	DisabledAt  *time.Time `json:"disabled_at"`
+	LastUsedAt  *time.Time `json:"last_used_at"`
+	// UsedScopes are the scopes that verifications asked this key for,
+	// in canonical order; ScopesLastUsed says when each was last asked.
+	// Set them with SetScopeUses.
+	UsedScopes     []string             `json:"used_scopes"`
+	ScopesLastUsed map[string]time.Time `json:"scopes_last_used"`
+	RotatedFrom    *string              `json:"rotated_from"`
+	RotatedTo      *string              `json:"rotated_to"`
+	Metadata       map[string]string    `json:"metadata"`
+	Secret         string               `json:"key,omitempty"`
 }
 
 // StatusAt is the key's status at time now. A key is revoked once its
@@ -58,7 +63,7 @@ func (k *Key) StatusAt(now time.Time) string {
 
 // MarshalJSON writes times as RFC 3339 in UTC, to the second.
 func (k Key) MarshalJSON() ([]byte, error) {
-	if jsonTimeOK(&k.CreatedAt) && jsonTimeOK(k.ExpiresAt) && jsonTimeOK(k.RevokedAt) && jsonTimeOK(k.DisabledAt) && jsonTimeOK(k.LastUsedAt) {
+	if jsonTimeOK(&k.CreatedAt) && jsonTimeOK(k.ExpiresAt) && jsonTimeOK(k.RevokedAt) && jsonTimeOK(k.DisabledAt) && jsonTimeOK(k.LastUsedAt) && scopeTimesOK(k.ScopesLastUsed) {
 		return k.AppendJSON(nil), nil
 	}
 	// encoding/json says what is wrong with the time.
@@ -72,6 +77,14 @@ func (k Key) MarshalJSON() ([]byte, error) {
 	if p.Scopes == nil {
 		p.Scopes = []string{}
 	}
+	if p.UsedScopes == nil {
+		p.UsedScopes = []string{}
+	}
+	uses := make(map[string]time.Time, len(p.ScopesLastUsed))
+	for s, t := range p.ScopesLastUsed {
+		uses[s] = t.UTC().Truncate(time.Second)
+	}
+	p.ScopesLastUsed = uses
 	if p.Metadata == nil {
 		p.Metadata = map[string]string{}
 	}

@@ -122,7 +122,8 @@ func TestVerificationJSON(t *testing.T) {
 
 var keyFields = []string{
 	"id", "name", "environment", "scopes", "hint", "status", "created_at", "expires_at",
-	"revoked_at", "disabled_at", "last_used_at", "rotated_from", "rotated_to", "metadata",
+	"revoked_at", "disabled_at", "last_used_at", "used_scopes", "scopes_last_used",
+	"rotated_from", "rotated_to", "metadata",
 }
 
 func fields(t *testing.T, v any) (map[string]json.RawMessage, []string) {
@@ -151,6 +152,7 @@ func TestKeyJSONEmpty(t *testing.T) {
 	for field, want := range map[string]string{
 		"scopes": `[]`, "metadata": `{}`, "expires_at": `null`, "revoked_at": `null`,
 		"last_used_at": `null`, "rotated_from": `null`, "rotated_to": `null`,
+		"used_scopes": `[]`, "scopes_last_used": `{}`,
 		"created_at": `"2025-06-01T12:00:00Z"`, "id": `"key_0123456789ABCDEF"`,
 	} {
 		if got := string(m[field]); got != want {
@@ -177,26 +179,29 @@ func TestKeyJSONFull(t *testing.T) {
 		RevokedAt: &revoked, LastUsedAt: &used, RotatedFrom: &from, RotatedTo: &to,
 		Metadata: map[string]string{"team": "infra"}, Secret: "sk_test_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA0z02M7",
 	}
+	k.SetScopeUses(map[string]time.Time{"bots:read": used, "admin": created})
 	m, names := fields(t, k)
 	want := slices.Sorted(slices.Values(append(slices.Clone(keyFields), "key")))
 	if !slices.Equal(names, want) {
 		t.Fatalf("key JSON fields = %q, want exactly %q", names, want)
 	}
 	for field, want := range map[string]string{
-		"id":           `"key_0123456789ABCDEF"`,
-		"name":         `"ci"`,
-		"environment":  `"test"`,
-		"scopes":       `["bots:read","admin"]`,
-		"hint":         `"sk_test_AAAA…M7"`,
-		"status":       `"revoked"`,
-		"created_at":   `"2025-06-01T12:00:05Z"`,
-		"expires_at":   `"2025-09-01T00:00:00Z"`,
-		"revoked_at":   `"2025-07-01T15:00:00Z"`,
-		"last_used_at": `"2025-06-30T23:59:59Z"`,
-		"rotated_from": `"key_AAAAAAAAAAAAAAAA"`,
-		"rotated_to":   `"key_BBBBBBBBBBBBBBBB"`,
-		"metadata":     `{"team":"infra"}`,
-		"key":          `"sk_test_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA0z02M7"`,
+		"id":               `"key_0123456789ABCDEF"`,
+		"name":             `"ci"`,
+		"environment":      `"test"`,
+		"scopes":           `["bots:read","admin"]`,
+		"hint":             `"sk_test_AAAA…M7"`,
+		"status":           `"revoked"`,
+		"created_at":       `"2025-06-01T12:00:05Z"`,
+		"expires_at":       `"2025-09-01T00:00:00Z"`,
+		"revoked_at":       `"2025-07-01T15:00:00Z"`,
+		"last_used_at":     `"2025-06-30T23:59:59Z"`,
+		"rotated_from":     `"key_AAAAAAAAAAAAAAAA"`,
+		"rotated_to":       `"key_BBBBBBBBBBBBBBBB"`,
+		"metadata":         `{"team":"infra"}`,
+		"used_scopes":      `["bots:read","admin"]`,
+		"scopes_last_used": `{"admin":"2025-06-01T12:00:05Z","bots:read":"2025-06-30T23:59:59Z"}`,
+		"key":              `"sk_test_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA0z02M7"`,
 	} {
 		if got := string(m[field]); got != want {
 			t.Errorf("%s = %s, want %s", field, got, want)

@@ -183,6 +183,37 @@ func appendVerification(b []byte, v *keystore.Verification) ([]byte, bool) {
 		if b, ok = appendJSONTime(b, k.LastUsedAt); !ok {
 			return b, false
 		}
+		b = append(b, `,"used_scopes":[`...)
+		for i, sc := range k.UsedScopes {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = plainjson.AppendString(b, sc)
+		}
+		b = append(b, `],"scopes_last_used":`...)
+		if len(k.ScopesLastUsed) == 0 {
+			b = append(b, "{}"...)
+		} else {
+			names := make([]string, 0, len(k.ScopesLastUsed))
+			for n := range k.ScopesLastUsed {
+				names = append(names, n)
+			}
+			slices.Sort(names)
+			for i, n := range names {
+				if i == 0 {
+					b = append(b, '{')
+				} else {
+					b = append(b, ',')
+				}
+				b = plainjson.AppendString(b, n)
+				b = append(b, ':')
+				t := k.ScopesLastUsed[n]
+				if b, ok = appendJSONTime(b, &t); !ok {
+					return b, false
+				}
+			}
+			b = append(b, '}')
+		}
 		b = append(b, `,"rotated_from":`...)
 		b = appendJSONOptString(b, k.RotatedFrom)
 		b = append(b, `,"rotated_to":`...)

@@ -111,6 +111,8 @@ func TestWriteFastRecords(t *testing.T) {
 			LastUsedAt: &at, RotatedFrom: &from, RotatedTo: &to, Metadata: map[string]string{name: name, "b": "2", "a": "1"}, Secret: name}
 		if i%2 == 1 {
 			k.Scopes, k.ExpiresAt, k.RevokedAt, k.DisabledAt, k.RotatedFrom, k.Metadata, k.Secret = nil, nil, nil, nil, nil, nil, ""
+		} else {
+			k.SetScopeUses(map[string]time.Time{"bots:read": later, name: earlier.In(time.FixedZone("x", 3600))})
 		}
 		for _, used := range []time.Time{at, later, earlier, at} {
 			k.LastUsedAt = &used

@@ -132,7 +132,11 @@ func (s *Server) authenticate(w http.ResponseWriter, c *call, token string, hasT
 		return keystore.Errorf(keystore.EUNAUTHORIZED, invalidKey)
 	}
 	r := c.r
-	id, scopes, err := s.verifyBearer(r.Context(), token)
+	var need []string
+	if admin {
+		need = adminScope
+	}
+	id, scopes, err := s.verifyBearer(r.Context(), token, need)
 	if err != nil {
 		return err
 	}
@@ -163,14 +167,20 @@ type bearerVerifier interface {
 	VerifyBearer(ctx context.Context, secret string) (id string, scopes []string, err error)
 }
 
+// adminScope is what the admin endpoints ask of the bearer key.
+var adminScope = []string{keystore.ScopeAdmin}
+
 // verifyBearer verifies the bearer key secret through the store: its ID
-// and scopes, or "" when it is not valid.
-func (s *Server) verifyBearer(ctx context.Context, secret string) (string, []string, error) {
-	if s.bearers != nil {
+// and scopes, or "" when it is not valid. need names the scopes the
+// request needs, so that the store records their use (least privilege from
+// real use: a key that manages keys used admin); a key that lacks them
+// still gets its ID and scopes, for the caller's 403.
+func (s *Server) verifyBearer(ctx context.Context, secret string, need []string) (string, []string, error) {
+	if s.bearers != nil && len(need) == 0 {
 		return s.bearers.VerifyBearer(ctx, secret)
 	}
-	v, err := s.store.Verify(ctx, secret, nil)
-	if err != nil || !v.Valid || v.Key == nil {
+	v, err := s.store.Verify(ctx, secret, need)
+	if err != nil || v.Key == nil || !(v.Valid || v.Code == keystore.CodeInsufficientScope) {
 		return "", nil, err
 	}
 	return v.Key.ID, v.Key.Scopes, nil

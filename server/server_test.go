@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -346,6 +347,13 @@ func TestKeyLifecycle(t *testing.T) {
 	wantError(t, "negative grace", f.do("POST", "/v1/api-keys/"+f.reader.ID+"/rotate", a, `{"grace_seconds": -1}`), 400, keystore.EINVALID)
 	wantError(t, "huge grace", f.do("POST", "/v1/api-keys/"+f.reader.ID+"/rotate", a, `{"grace_seconds": 9223372036854775807}`), 400, keystore.EINVALID)
 	wantError(t, "verify bad scope", f.do("POST", "/v1/api-keys/verify", a, `{"key": "x", "scopes": ["nope"]}`), 400, keystore.EINVALID)
+
+	// Managing keys is a use of the admin scope.
+	var me keystore.Key
+	data(t, "show self", f.do("GET", "/v1/api-keys/"+f.admin.ID, a, ""), 200, &me)
+	if !slices.Contains(me.UsedScopes, keystore.ScopeAdmin) {
+		t.Errorf("the admin key's used scopes %q lack admin", me.UsedScopes)
+	}
 
 	// by-hash: the SHA-256 of the secret in hex, never the secret.
 	hash := keystore.HashToken(k.Secret)

@@ -18,7 +18,7 @@ import (
 
 // keyColumns are the columns scanKey reads, in its order.
 const keyColumns = `id, name, environment, scopes, hint, created_at, expires_at,
-	revoked_at, last_used_at, rotated_from, rotated_to, metadata, disabled_at`
+	revoked_at, last_used_at, rotated_from, rotated_to, metadata, disabled_at, scope_uses`
 
 // clock returns the current time as the store keeps it: UTC, whole seconds.
 func (s *Store) clock() time.Time { return s.nowFn().UTC().Truncate(time.Second) }
@@ -275,8 +275,13 @@ func (s *Store) Verify(ctx context.Context, secret string, scopes []string) (*ke
 	}
 	v := keystore.Judge(k, now, scopes)
 	if v.Valid || v.Code == keystore.CodeInsufficientScope {
-		s.uses.add(k.ID, now)
+		var used []string
+		if v.Valid {
+			used = scopes
+		}
+		s.uses.add(k.ID, now, used)
 		k.LastUsedAt = &now
+		s.uses.show(k)
 	} else {
 		s.uses.show(k)
 	}
@@ -496,9 +501,10 @@ func scan(row pgx.Row, now time.Time, withSeq bool) (*keystore.Key, int64, error
 		expires, revoked, lastUsed *time.Time
 		disabled                   *time.Time
 		seq                        int64
+		scopeUses                  []byte
 	)
 	dest := []any{&k.ID, &k.Name, &k.Environment, &k.Scopes, &k.Hint, &k.CreatedAt,
-		&expires, &revoked, &lastUsed, &k.RotatedFrom, &k.RotatedTo, &metadata, &disabled}
+		&expires, &revoked, &lastUsed, &k.RotatedFrom, &k.RotatedTo, &metadata, &disabled, &scopeUses}
 	if withSeq {
 		dest = append(dest, &seq)
 	}
@@ -516,6 +522,11 @@ func scan(row pgx.Row, now time.Time, withSeq bool) (*keystore.Key, int64, error
 	if k.Scopes == nil {
 		k.Scopes = []string{}
 	}
+	uses, err := keystore.DecodeScopeUses(scopeUses)
+	if err != nil {
+		return nil, 0, err
+	}
+	k.SetScopeUses(uses)
 	k.CreatedAt = k.CreatedAt.UTC()
 	k.ExpiresAt, k.RevokedAt, k.LastUsedAt = utc(expires), utc(revoked), utc(lastUsed)
 	k.DisabledAt = utc(disabled)

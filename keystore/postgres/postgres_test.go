@@ -354,6 +354,7 @@ func TestMigrateToSchema2(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.Close()
+	undoSchema4(t, dsn)
 	undoSchema3(t, dsn)
 	pgtest.Exec(t, dsn, "DROP INDEX audit_events_action")
 	pgtest.Exec(t, dsn, "ALTER TABLE keys DROP COLUMN disabled_at")
@@ -388,6 +389,7 @@ func undoSchema3(t *testing.T, dsn string) {
 func TestMigrateToSchema3(t *testing.T) {
 	dsn := pgtest.DSN(t)
 	open(t, dsn, postgres.Options{}).Close()
+	undoSchema4(t, dsn)
 	undoSchema3(t, dsn)
 	pgtest.Exec(t, dsn, "INSERT INTO idempotent_replies VALUES ('\\x01', 'sealed', now())")
 	s := open(t, dsn, postgres.Options{})
@@ -397,5 +399,45 @@ func TestMigrateToSchema3(t *testing.T) {
 	}
 	if v := query[int32](t, dsn, "SELECT version FROM keyctl_schema"); v != postgres.SchemaVersion {
 		t.Errorf("schema version %d, want %d", v, postgres.SchemaVersion)
+	}
+}
+
+// undoSchema4 takes a database back to schema 3, as an older keyctl left
+// it: no scope uses.
+func undoSchema4(t *testing.T, dsn string) {
+	t.Helper()
+	pgtest.Exec(t, dsn, "ALTER TABLE keys DROP COLUMN scope_uses")
+	pgtest.Exec(t, dsn, "UPDATE keyctl_schema SET version = 3")
+}
+
+// Schema 4 adds scope_uses: a database of schema 3 is brought up to it,
+// its keys with no recorded scope use; a verification then records one,
+// and it is written to the database.
+func TestMigrateToSchema4(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	s := open(t, dsn, postgres.Options{})
+	k, err := s.Create(ctx(t), keystore.CreateParams{Name: "old", Scopes: []string{"bots:read", "bots:write"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	undoSchema4(t, dsn)
+
+	s = open(t, dsn, postgres.Options{})
+	got, err := s.Get(ctx(t), k.ID)
+	if err != nil || len(got.UsedScopes) != 0 {
+		t.Fatalf("Get after the upgrade = %+v, %v; want no scope use", got, err)
+	}
+	if v := query[int32](t, dsn, "SELECT version FROM keyctl_schema"); v != postgres.SchemaVersion {
+		t.Errorf("schema version %d, want %d", v, postgres.SchemaVersion)
+	}
+	if v, err := s.Verify(ctx(t), k.Secret, []string{"bots:write"}); err != nil || !v.Valid {
+		t.Fatalf("Verify = %+v, %v", v, err)
+	}
+	if err := s.Close(); err != nil { // writes the queued uses
+		t.Fatal(err)
+	}
+	if got := query[string](t, dsn, "SELECT scope_uses::text FROM keys WHERE id = '"+k.ID+"'"); !strings.Contains(got, `"bots:write"`) || strings.Contains(got, "bots:read") {
+		t.Errorf("scope_uses = %s, want bots:write alone", got)
 	}
 }

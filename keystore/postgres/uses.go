@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"maps"
 	"sync"
 	"time"
 
@@ -20,6 +21,8 @@ type useRecorder struct {
 
 	mu      sync.Mutex
 	pending map[string]time.Time // key ID -> last use not yet written
+	// key ID -> scope -> last use of the scope not yet written
+	pendingScopes map[string]map[string]time.Time
 
 	stopOnce sync.Once
 	quit     chan struct{}
@@ -33,15 +36,29 @@ func newUseRecorder(s *Store, interval time.Duration) *useRecorder {
 		interval = time.Second
 	}
 	return &useRecorder{s: s, interval: interval, pending: map[string]time.Time{},
-		quit: make(chan struct{}), done: make(chan struct{})}
+		pendingScopes: map[string]map[string]time.Time{},
+		quit:          make(chan struct{}), done: make(chan struct{})}
 }
 
-// add queues a use of key id at t. The writer starts with the first use,
-// so a command that verifies nothing starts no goroutine.
-func (u *useRecorder) add(id string, t time.Time) {
+// add queues a use of key id at t, which asked for scopes. The writer
+// starts with the first use, so a command that verifies nothing starts no
+// goroutine.
+func (u *useRecorder) add(id string, t time.Time, scopes []string) {
 	u.mu.Lock()
 	if t.After(u.pending[id]) {
 		u.pending[id] = t
+	}
+	if len(scopes) > 0 {
+		m := u.pendingScopes[id]
+		if m == nil {
+			m = make(map[string]time.Time, len(scopes))
+			u.pendingScopes[id] = m
+		}
+		for _, sc := range scopes {
+			if t.After(m[sc]) {
+				m[sc] = t
+			}
+		}
 	}
 	if !u.started {
 		u.started = true
@@ -57,9 +74,20 @@ func (u *useRecorder) show(k *keystore.Key) {
 	}
 	u.mu.Lock()
 	t, ok := u.pending[k.ID]
+	var scopes map[string]time.Time
+	if m := u.pendingScopes[k.ID]; len(m) > 0 {
+		scopes = maps.Clone(m)
+	}
 	u.mu.Unlock()
 	if ok && (k.LastUsedAt == nil || k.LastUsedAt.Before(t)) {
 		k.LastUsedAt = &t
+	}
+	if len(scopes) > 0 {
+		uses := k.ScopesLastUsed
+		for sc, t := range scopes {
+			uses, _ = keystore.WithScopeUses(uses, []string{sc}, t)
+		}
+		k.SetScopeUses(uses)
 	}
 }
 
@@ -99,7 +127,7 @@ func (u *useRecorder) stop() error {
 // its write has committed, so that reads keep showing it.
 func (u *useRecorder) flush(ctx context.Context) error {
 	u.mu.Lock()
-	if len(u.pending) == 0 {
+	if len(u.pending) == 0 && len(u.pendingScopes) == 0 {
 		u.mu.Unlock()
 		return nil
 	}
@@ -109,7 +137,49 @@ func (u *useRecorder) flush(ctx context.Context) error {
 		ids = append(ids, id)
 		times = append(times, t)
 	}
+	scopeBatch := make(map[string]map[string]time.Time, len(u.pendingScopes))
+	scopeIDs := make([]string, 0, len(u.pendingScopes))
+	scopeUses := make([]string, 0, len(u.pendingScopes))
+	for id, m := range u.pendingScopes {
+		scopeBatch[id] = maps.Clone(m)
+		scopeIDs = append(scopeIDs, id)
+		scopeUses = append(scopeUses, keystore.EncodeScopeUses(m))
+	}
 	u.mu.Unlock()
+
+	if len(scopeIDs) > 0 {
+		// Each scope keeps the later of its stored and its new time.
+		_, err := u.s.pool.Exec(ctx,
+			`UPDATE keys AS k SET scope_uses = (
+			     SELECT coalesce(jsonb_object_agg(e.key, e.t), '{}'::jsonb) FROM (
+			         SELECT key, max(value::bigint) AS t FROM (
+			             SELECT key, value FROM jsonb_each_text(k.scope_uses)
+			             UNION ALL
+			             SELECT key, value FROM jsonb_each_text(u.uses)) AS a
+			         GROUP BY key) AS e)
+			 FROM unnest($1::text[], $2::jsonb[]) AS u (id, uses)
+			 WHERE k.id = u.id`,
+			scopeIDs, scopeUses)
+		if err != nil {
+			return u.s.fail(ctx, "record key use", err)
+		}
+		u.mu.Lock()
+		for id, scopes := range scopeBatch {
+			m := u.pendingScopes[id]
+			for sc, t := range scopes {
+				if m[sc].Equal(t) {
+					delete(m, sc)
+				}
+			}
+			if len(m) == 0 {
+				delete(u.pendingScopes, id)
+			}
+		}
+		u.mu.Unlock()
+	}
+	if len(ids) == 0 {
+		return nil
+	}
 
 	_, err := u.s.pool.Exec(ctx,
 		`UPDATE keys AS k SET last_used_at = u.t

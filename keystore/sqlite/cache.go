@@ -4,6 +4,8 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"maps"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -70,6 +72,9 @@ type verifyCache struct {
 
 	usedMu  sync.Mutex
 	pending map[string]int64 // key ID → last use (unix seconds) not yet written
+	// key ID → scope → last use of the scope not yet written; written with
+	// the key's last use
+	pendingScopes map[string]map[string]int64
 
 	events *sql.Stmt // the watcher's query, prepared once
 
@@ -83,6 +88,8 @@ type verifyCache struct {
 type entry struct {
 	key  *keystore.Key // nil: no key has this secret; never modified
 	used atomic.Int64  // the latest use queued for writing, unix seconds
+	// the latest use of each scope (by scopeSlot) queued or read
+	scopes [scopeSlots]atomic.Int64
 }
 
 func newVerifyCache(size int) *verifyCache {
@@ -90,13 +97,14 @@ func newVerifyCache(size int) *verifyCache {
 		size = defaultCacheSize
 	}
 	return &verifyCache{
-		size:    size,
-		entries: map[[32]byte]*entry{},
-		byID:    map[string][32]byte{},
-		pending: map[string]int64{},
-		stop:    make(chan struct{}),
-		done:    make(chan struct{}),
-		flushed: make(chan struct{}),
+		size:          size,
+		entries:       map[[32]byte]*entry{},
+		byID:          map[string][32]byte{},
+		pending:       map[string]int64{},
+		pendingScopes: map[string]map[string]int64{},
+		stop:          make(chan struct{}),
+		done:          make(chan struct{}),
+		flushed:       make(chan struct{}),
 	}
 }
 
@@ -319,6 +327,13 @@ func (c *verifyCache) fill(hash [32]byte, k *keystore.Key, gen uint64) *entry {
 	if k != nil && k.LastUsedAt != nil {
 		e.used.Store(k.LastUsedAt.Unix())
 	}
+	if k != nil {
+		for sc, t := range k.ScopesLastUsed {
+			if i := scopeSlot(sc); i >= 0 {
+				e.scopes[i].Store(t.Unix())
+			}
+		}
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.gen != gen || c.fresh == 0 {
@@ -400,6 +415,9 @@ func (s *Store) verifyCached(ctx context.Context, secret string, scopes []string
 	v := keystore.Judge(k, now, scopes)
 	if v.Valid || v.Code == keystore.CodeInsufficientScope {
 		s.used(e, k.ID, now.Unix())
+		if v.Valid && len(scopes) > 0 {
+			s.usedScopes(e, k.ID, scopes, now.Unix())
+		}
 		k.LastUsedAt = used
 	} else if k != nil && hit {
 		// Uses made through the cache since the record was read.
@@ -438,7 +456,57 @@ func (s *Store) used(e *entry, id string, t int64) {
 	c.usedMu.Unlock()
 }
 
-// withUses shows on k the use not yet written, if any.
+// scopeSlots bounds the scopes an entry tracks: keystore.AllScopes has 11.
+const scopeSlots = 16
+
+// scopeSlot is the index of scope sc in an entry's scopes, or -1.
+func scopeSlot(sc string) int {
+	if i := slices.Index(keystore.AllScopes, sc); i < scopeSlots {
+		return i
+	}
+	return -1
+}
+
+// usedScopes queues a use of scopes by key id at unix second t, unless
+// the entry has one at t or later for each already: at most one queued
+// change per key, scope and second.
+func (s *Store) usedScopes(e *entry, id string, scopes []string, t int64) {
+	changed := false
+	for _, sc := range scopes {
+		i := scopeSlot(sc)
+		if i < 0 {
+			continue
+		}
+		for {
+			prev := e.scopes[i].Load()
+			if prev >= t {
+				break
+			}
+			if e.scopes[i].CompareAndSwap(prev, t) {
+				changed = true
+				break
+			}
+		}
+	}
+	if !changed {
+		return
+	}
+	c := s.cache
+	c.usedMu.Lock()
+	m := c.pendingScopes[id]
+	if m == nil {
+		m = make(map[string]int64, len(scopes))
+		c.pendingScopes[id] = m
+	}
+	for _, sc := range scopes {
+		if t > m[sc] {
+			m[sc] = t
+		}
+	}
+	c.usedMu.Unlock()
+}
+
+// withUses shows on k the uses not yet written, if any.
 func (s *Store) withUses(k *keystore.Key) {
 	if s.cache == nil || k == nil {
 		return
@@ -446,10 +514,21 @@ func (s *Store) withUses(k *keystore.Key) {
 	c := s.cache
 	c.usedMu.Lock()
 	t, ok := c.pending[k.ID]
+	var scopes map[string]int64
+	if m := c.pendingScopes[k.ID]; len(m) > 0 {
+		scopes = maps.Clone(m)
+	}
 	c.usedMu.Unlock()
 	if ok && (k.LastUsedAt == nil || k.LastUsedAt.Unix() < t) {
 		u := time.Unix(t, 0).UTC()
 		k.LastUsedAt = &u
+	}
+	if len(scopes) > 0 {
+		uses := k.ScopesLastUsed // may be shared with the cache: copied on change
+		for sc, t := range scopes {
+			uses, _ = keystore.WithScopeUses(uses, []string{sc}, time.Unix(t, 0).UTC())
+		}
+		k.SetScopeUses(uses)
 	}
 }
 
@@ -458,13 +537,17 @@ func (s *Store) withUses(k *keystore.Key) {
 func (s *Store) flushUses(ctx context.Context) error {
 	c := s.cache
 	c.usedMu.Lock()
-	if len(c.pending) == 0 {
+	if len(c.pending) == 0 && len(c.pendingScopes) == 0 {
 		c.usedMu.Unlock()
 		return nil
 	}
 	batch := make(map[string]int64, len(c.pending))
 	for id, t := range c.pending {
 		batch[id] = t
+	}
+	scopeBatch := make(map[string]map[string]int64, len(c.pendingScopes))
+	for id, m := range c.pendingScopes {
+		scopeBatch[id] = maps.Clone(m)
 	}
 	c.usedMu.Unlock()
 
@@ -476,7 +559,17 @@ func (s *Store) flushUses(ctx context.Context) error {
 		}
 		defer stmt.Close()
 		for id, t := range batch {
+			if _, ok := scopeBatch[id]; ok {
+				continue // below, with its scopes
+			}
 			if _, err := stmt.ExecContext(ctx, t, id, t); err != nil {
+				return err
+			}
+		}
+		// The uses of scopes, each with its key's last use: one
+		// statement per key.
+		for id, scopes := range scopeBatch {
+			if err := recordUse(ctx, tx, id, batch[id], scopes); err != nil {
 				return err
 			}
 		}
@@ -489,6 +582,17 @@ func (s *Store) flushUses(ctx context.Context) error {
 	for id, t := range batch {
 		if c.pending[id] == t {
 			delete(c.pending, id)
+		}
+	}
+	for id, scopes := range scopeBatch {
+		m := c.pendingScopes[id]
+		for sc, t := range scopes {
+			if m[sc] == t {
+				delete(m, sc)
+			}
+		}
+		if len(m) == 0 {
+			delete(c.pendingScopes, id)
 		}
 	}
 	c.usedMu.Unlock()
@@ -590,6 +694,9 @@ func (s *Store) VerifyInto(ctx context.Context, secret string, scopes []string, 
 	keystore.JudgeInto(v, k, now, scopes)
 	if v.Valid || v.Code == keystore.CodeInsufficientScope {
 		s.used(e, k.ID, now.Unix())
+		if v.Valid && len(scopes) > 0 {
+			s.usedScopes(e, k.ID, scopes, now.Unix())
+		}
 		*used = now
 		k.LastUsedAt = used
 	} else if u := e.used.Load(); u > 0 && (k.LastUsedAt == nil || k.LastUsedAt.Unix() < u) {

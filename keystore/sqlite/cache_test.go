@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -361,11 +362,27 @@ func TestCacheRecordsUses(t *testing.T) {
 	clock.Advance(time.Minute)
 	later := clock.Now()
 	verifyCode(t, s, k.Secret)
+	// A scope's use goes with the key's, from the cache (VerifyInto) too.
+	var (
+		v    keystore.Verification
+		rec  keystore.Key
+		when time.Time
+	)
+	if err := s.VerifyInto(context.Background(), k.Secret, []string{k.Scopes[0]}, &v, &rec, &when); err != nil || !v.Valid {
+		t.Fatalf("VerifyInto = %+v, %v", v, err)
+	}
+	if got, _ := s.Get(context.Background(), k.ID); !slices.Equal(got.UsedScopes, k.Scopes[:1]) {
+		t.Fatalf("Get through the cached store: used scopes %q", got.UsedScopes)
+	}
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if got, _ := other.Get(context.Background(), k.ID); got.LastUsedAt == nil || !got.LastUsedAt.Equal(later) {
+	got, _ := other.Get(context.Background(), k.ID)
+	if got.LastUsedAt == nil || !got.LastUsedAt.Equal(later) {
 		t.Fatalf("after Close: last_used_at %v, want %v", got.LastUsedAt, later)
+	}
+	if !slices.Equal(got.UsedScopes, k.Scopes[:1]) || !got.ScopesLastUsed[k.Scopes[0]].Equal(later) {
+		t.Fatalf("after Close: scope uses %v, want %s at %v", got.ScopesLastUsed, k.Scopes[0], later)
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"iter"
 	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -15,7 +16,7 @@ import (
 
 // keyColumns are the columns scanKey reads, in its order.
 const keyColumns = `id, name, environment, scopes, hint, created_at, expires_at,
-	revoked_at, last_used_at, rotated_from, rotated_to, metadata, disabled_at`
+	revoked_at, last_used_at, rotated_from, rotated_to, metadata, disabled_at, scope_uses`
 
 // clock returns the current time as the store keeps it: UTC, whole seconds.
 func (s *Store) clock() time.Time { return s.nowFn().UTC().Truncate(time.Second) }
@@ -246,18 +247,64 @@ func (s *Store) Verify(ctx context.Context, secret string, scopes []string) (*ke
 	v := keystore.Judge(k, now, scopes)
 	if v.Valid || v.Code == keystore.CodeInsufficientScope {
 		// At most one write per key and second, however often it is used:
-		// none when this second's use is recorded already.
-		if k.LastUsedAt == nil || k.LastUsedAt.Before(now) {
-			_, err := s.db.ExecContext(ctx,
-				"UPDATE keys SET last_used_at = ? WHERE id = ? AND (last_used_at IS NULL OR last_used_at < ?)",
-				now.Unix(), k.ID, now.Unix())
-			if err != nil {
+		// none when this second's use, and that of the scopes asked for,
+		// is recorded already. The scopes go in the same statement.
+		var used []string
+		if v.Valid {
+			var changed bool
+			if k.ScopesLastUsed, changed = keystore.WithScopeUses(k.ScopesLastUsed, scopes, now); changed {
+				used = scopes
+				k.SetScopeUses(k.ScopesLastUsed)
+			}
+		}
+		if k.LastUsedAt == nil || k.LastUsedAt.Before(now) || len(used) > 0 {
+			if err := recordUse(ctx, s.db, k.ID, now.Unix(), scopeTimes(used, now.Unix())); err != nil {
 				return nil, s.fail(ctx, op, err)
 			}
 		}
 		k.LastUsedAt = &now
 	}
 	return v, nil
+}
+
+type execer interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+}
+
+// scopeTimes pairs each scope with t.
+func scopeTimes(scopes []string, t int64) map[string]int64 {
+	if len(scopes) == 0 {
+		return nil
+	}
+	m := make(map[string]int64, len(scopes))
+	for _, s := range scopes {
+		m[s] = t
+	}
+	return m
+}
+
+// recordUse writes a use of key id at unix second t, and of the scopes in
+// uses at their times, in one statement. Times only move forward: a use
+// older than the one stored changes nothing.
+func recordUse(ctx context.Context, db execer, id string, t int64, uses map[string]int64) error {
+	var (
+		b    strings.Builder
+		args = []any{t}
+	)
+	b.WriteString("UPDATE keys SET last_used_at = max(coalesce(last_used_at, 0), ?)")
+	if len(uses) > 0 {
+		b.WriteString(", scope_uses = json_set(scope_uses")
+		for _, sc := range slices.Sorted(maps.Keys(uses)) {
+			// A scope name holds no quote: it is one of keystore.AllScopes.
+			path := `$."` + sc + `"`
+			b.WriteString(", ?, max(coalesce(json_extract(scope_uses, ?), 0), ?)")
+			args = append(args, path, path, uses[sc])
+		}
+		b.WriteString(")")
+	}
+	b.WriteString(" WHERE id = ?")
+	_, err := db.ExecContext(ctx, b.String(), append(args, id)...)
+	return err
 }
 
 // Audit returns events oldest first; with keyID, those of that key and the
@@ -401,12 +448,18 @@ func scanKey(row interface{ Scan(...any) error }, now time.Time) (*keystore.Key,
 		expires, revoked, lastUsed sql.NullInt64
 		disabled                   sql.NullInt64
 		from, to                   sql.NullString
+		scopeUses                  []byte
 	)
 	err := row.Scan(&k.ID, &k.Name, &k.Environment, &scopes, &k.Hint, &created,
-		&expires, &revoked, &lastUsed, &from, &to, &metadata, &disabled)
+		&expires, &revoked, &lastUsed, &from, &to, &metadata, &disabled, &scopeUses)
 	if err != nil {
 		return nil, err
 	}
+	uses, err := keystore.DecodeScopeUses(scopeUses)
+	if err != nil {
+		return nil, err
+	}
+	k.SetScopeUses(uses)
 	if metadata == "{}" { // most keys: spares the decoder
 		k.Metadata = map[string]string{}
 	} else if err := json.Unmarshal([]byte(metadata), &k.Metadata); err != nil {

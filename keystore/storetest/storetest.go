@@ -68,6 +68,7 @@ func RunHarness(t *testing.T, newHarness func(t *testing.T, clock *Clock) Harnes
 		{"verify_last_used", testVerifyLastUsed},
 		{"expiry", testExpiry},
 		{"lookup", testLookup},
+		{"scope_uses", testScopeUses},
 		{"audit", testAudit},
 		{"import", testImport},
 		{"import_duplicates", testImportDuplicates},
@@ -868,6 +869,87 @@ func testVerifyLastUsed(t *testing.T, s *subject, clock *Clock) {
 
 	if n := len(mustAudit(t, s, k.ID)); n != 2 {
 		t.Errorf("%d audit events, want 2 (verify is not a change)", n)
+	}
+}
+
+// testScopeUses: a valid verification records, per scope asked for, when
+// it was last asked; reads show it (used_scopes, scopes_last_used).
+func testScopeUses(t *testing.T, s *subject, clock *Clock) {
+	k := mustCreate(t, s, keystore.CreateParams{Name: "least", Scopes: []string{"bots:read", "bots:write", "channels:read"}})
+	if len(k.UsedScopes) != 0 || len(k.ScopesLastUsed) != 0 {
+		t.Fatalf("a new key has used scopes %v", k.UsedScopes)
+	}
+	want := func(what string, used []string, times map[string]time.Time) {
+		t.Helper()
+		got := mustGet(t, s, k.ID)
+		if !slices.Equal(got.UsedScopes, used) || len(got.ScopesLastUsed) != len(times) {
+			t.Fatalf("%s: used scopes %q (%v), want %q", what, got.UsedScopes, got.ScopesLastUsed, used)
+		}
+		for sc, at := range times {
+			if !got.ScopesLastUsed[sc].Equal(at) {
+				t.Errorf("%s: %s last used %v, want %v", what, sc, got.ScopesLastUsed[sc], at)
+			}
+		}
+		b, err := json.Marshal(got)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var back struct {
+			Used  []string             `json:"used_scopes"`
+			Times map[string]time.Time `json:"scopes_last_used"`
+		}
+		if err := json.Unmarshal(b, &back); err != nil || back.Used == nil || back.Times == nil {
+			t.Errorf("%s: JSON used_scopes %v, scopes_last_used %v, %v: want a list and an object", what, back.Used, back.Times, err)
+		}
+	}
+
+	clock.Advance(time.Minute)
+	t1 := clock.Now()
+	wantVerify(t, s, k.Secret, nil, keystore.CodeValid)
+	want("a verification asking no scope", nil, nil)
+	wantVerify(t, s, k.Secret, []string{"bots:read"}, keystore.CodeValid)
+	want("bots:read asked", []string{"bots:read"}, map[string]time.Time{"bots:read": t1})
+
+	// A scope the key lacks was not used, nor were the others asked with it.
+	clock.Advance(time.Minute)
+	wantVerify(t, s, k.Secret, []string{"channels:read", "admin"}, keystore.CodeInsufficientScope)
+	want("insufficient_scope", []string{"bots:read"}, map[string]time.Time{"bots:read": t1})
+
+	clock.Advance(time.Minute)
+	t2 := clock.Now()
+	wantVerify(t, s, k.Secret, []string{"channels:read", "bots:read"}, keystore.CodeValid)
+	wantVerify(t, s, k.Secret, []string{"channels:read"}, keystore.CodeValid) // the same second: no change
+	want("two scopes", []string{"bots:read", "channels:read"}, map[string]time.Time{"bots:read": t2, "channels:read": t2})
+
+	// An admin key asked for a scope records that scope, not admin.
+	a := mustCreate(t, s, keystore.CreateParams{Name: "root", Scopes: []string{"admin"}})
+	wantVerify(t, s, a.Secret, []string{"conversations:write"}, keystore.CodeValid)
+	if got := mustGet(t, s, a.ID); !slices.Equal(got.UsedScopes, []string{"conversations:write"}) {
+		t.Errorf("admin key used scopes %q, want [conversations:write]", got.UsedScopes)
+	}
+
+	// A revoked key is not used.
+	if _, err := s.Revoke(ctx(t), k.ID); err != nil {
+		t.Fatal(err)
+	}
+	clock.Advance(time.Minute)
+	wantVerify(t, s, k.Secret, []string{"bots:write"}, keystore.CodeRevoked)
+	want("revoked", []string{"bots:read", "channels:read"}, map[string]time.Time{"bots:read": t2, "channels:read": t2})
+
+	// List and Lookup show the same, and a use is not an audit event.
+	for got, err := range s.List(ctx(t), keystore.ListOptions{}) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.ID == k.ID && !slices.Equal(got.UsedScopes, []string{"bots:read", "channels:read"}) {
+			t.Errorf("List: used scopes %q", got.UsedScopes)
+		}
+	}
+	if got, err := s.Lookup(ctx(t), keystore.HashToken(k.Secret)); err != nil || !slices.Equal(got.UsedScopes, []string{"bots:read", "channels:read"}) {
+		t.Errorf("Lookup: used scopes %v, %v", got, err)
+	}
+	if n := len(mustAudit(t, s, k.ID)); n != 2 {
+		t.Errorf("%d audit events, want 2 (create, revoke)", n)
 	}
 }
 
