@@ -55,6 +55,7 @@ func (p *printer) keyDetails(k *keystore.Key) error {
 	row("environment", k.Environment)
 	row("status", p.io.Colorize(k.Status, k.Status))
 	row("scopes", strings.Join(k.Scopes, ","))
+	row("used_scopes", p.scopeUses(k))
 	row("hint", output.Escape(k.Hint))
 	row("created_at", p.io.Time(&k.CreatedAt, p.now))
 	row("expires_at", p.io.Time(k.ExpiresAt, p.now))
@@ -68,6 +69,17 @@ func (p *printer) keyDetails(k *keystore.Key) error {
 		row("key", k.Secret)
 	}
 	return t.Render()
+}
+
+// scopeUses lists the scopes verifications asked of k, each with when it
+// was last asked: "bots:read (2 days ago), channels:read (5 minutes ago)".
+func (p *printer) scopeUses(k *keystore.Key) string {
+	parts := make([]string, 0, len(k.UsedScopes))
+	for _, sc := range k.UsedScopes {
+		t := k.ScopesLastUsed[sc]
+		parts = append(parts, output.Escape(sc)+" ("+p.io.Time(&t, p.now)+")")
+	}
+	return strings.Join(parts, ", ")
 }
 
 var keyColumns = []string{"ID", "NAME", "ENV", "STATUS", "SCOPES", "CREATED", "LAST USED", "EXPIRES"}

@@ -5,6 +5,8 @@ import (
 	"context"
 	"io"
 	"runtime/debug"
+	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -24,6 +26,12 @@ type ListOptions struct {
 	Limit     int
 	All       bool
 
+	// Overprivileged lists the active keys granted scopes that no
+	// verification asked for since Since (default 30d).
+	Overprivileged bool
+	Since          string
+	sinceTime      time.Time
+
 	Query keystore.ListOptions
 }
 
@@ -39,12 +47,18 @@ Filters combine. Secrets are never shown; the hint identifies a key.
 
 On a terminal the table fits its width: scopes are summed up (all, bots:*,
 "bots:*, +3") and long names cut with "…"; stderr says when --limit cut the
-list. JSON and piped output always hold the full values.`,
+list. JSON and piped output always hold the full values.
+
+--overprivileged lists the active keys granted scopes that no verification
+asked for in the last 30 days (--since): candidates for keyctl update
+--narrow-to-used, or, never used at all, for revoking. Every verification
+that names scopes records which it asked for (keyctl show: used_scopes).`,
 		Example: `  keyctl list
   keyctl list --status active --env live --scope bots:write
   keyctl list --expiring-within 14d
   keyctl list --older-than 90d -o json | jq -r '.[].id'
-  keyctl list --all -o jsonl > keys.jsonl`,
+  keyctl list --all -o jsonl > keys.jsonl
+  keyctl list --overprivileged --since 90d`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := opts.resolve(cmd); err != nil {
@@ -64,6 +78,8 @@ list. JSON and piped output always hold the full values.`,
 	fl.StringVar(&opts.Expiring, "expiring-within", "", "only keys not revoked that expire within this time from now, such as 14d")
 	fl.IntVarP(&opts.Limit, "limit", "L", 50, "print at most this many keys")
 	fl.BoolVar(&opts.All, "all", false, "print every key (no limit)")
+	fl.BoolVar(&opts.Overprivileged, "overprivileged", false, "only active keys granted scopes they did not use in the period (--since)")
+	fl.StringVar(&opts.Since, "since", "30d", "with --overprivileged: the period of use, such as 30d")
 	return cmd
 }
 
@@ -84,6 +100,25 @@ func (opts *ListOptions) resolve(cmd *cobra.Command) error {
 		filter.ExpiringBefore = opts.f.Now().Add(d)
 	}
 	q.ListFilter = filter
+	if flagChanged(cmd.Flags(), "since") && !opts.Overprivileged {
+		return withHint(usageError("--since goes with --overprivileged"), "keyctl list --overprivileged --since 30d")
+	}
+	if opts.Overprivileged {
+		d, err := keystore.ParseDuration(opts.Since)
+		if err != nil {
+			return asUsage(err)
+		}
+		if d <= 0 {
+			return usageError("--since must be positive")
+		}
+		opts.sinceTime = opts.f.Now().Add(-d)
+		switch q.Status {
+		case "", keystore.StatusActive:
+			q.Status = keystore.StatusActive
+		default:
+			return usageError("--overprivileged lists active keys; leave out --status %s", q.Status)
+		}
+	}
 	if opts.All && flagChanged(cmd.Flags(), "limit") {
 		return usageError("use --limit or --all, not both")
 	}
@@ -130,6 +165,9 @@ func listRun(ctx context.Context, opts *ListOptions) error {
 		return err
 	}
 	p := f.printer()
+	if opts.Overprivileged {
+		return listOverprivileged(ctx, opts, store, p)
+	}
 	keys := store.List(ctx, opts.Query)
 	if opts.All {
 		// Streaming keeps the live heap small and the garbage large: a
@@ -239,4 +277,46 @@ func streamJSONArray(out io.Writer, keys func(func(*keystore.Key, error) bool)) 
 		w.WriteString("\n]\n")
 	}
 	return w.Flush()
+}
+
+// listOverprivileged lists the active keys with scopes unused since
+// opts.sinceTime, newest first, at most opts.Limit of them unless --all.
+// It reads every active key, one at a time.
+func listOverprivileged(ctx context.Context, opts *ListOptions, store keystore.Store, p *printer) error {
+	f := opts.f
+	q := opts.Query
+	q.Limit = 0
+	var found []*keystore.Key
+	for k, err := range store.List(ctx, q) {
+		if err != nil {
+			return asUsage(err)
+		}
+		if len(keystore.UnusedScopes(k, opts.sinceTime)) == 0 {
+			continue
+		}
+		found = append(found, k)
+		if !opts.All && len(found) == opts.Limit {
+			break
+		}
+	}
+	if !p.isTable() {
+		items := make([]any, len(found))
+		for i, k := range found {
+			items[i] = k
+		}
+		return p.json(items)
+	}
+	if len(found) == 0 {
+		if f.IO.IsStderrTTY() {
+			notice(f.IO.ErrOut, "no active key holds a scope it did not use since %s", p.io.Time(&opts.sinceTime, p.now))
+		}
+		return nil
+	}
+	t := f.IO.NewTable("ID", "NAME", "SCOPES", "USED", "UNUSED", "LAST USED")
+	for _, k := range found {
+		used := keystore.UsedSince(k, opts.sinceTime)
+		t.Row(k.ID, output.Escape(k.Name), strings.Join(k.Scopes, ","), strings.Join(used, ","),
+			strings.Join(keystore.UnusedScopes(k, opts.sinceTime), ","), p.io.Time(k.LastUsedAt, p.now))
+	}
+	return t.Render()
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -25,6 +26,13 @@ type UpdateOptions struct {
 	Meta         []string
 	RemoveMeta   []string
 
+	// NarrowToUsed narrows the key's scopes to those verifications asked
+	// for since Since (default 30d); DryRun only says what it would do.
+	NarrowToUsed bool
+	Since        string
+	DryRun       bool
+	sinceTime    time.Time
+
 	// Params is what the flags resolve to, filled by RunE; scopes to
 	// remove are applied to the key's current scopes at run time.
 	Params keystore.UpdateParams
@@ -43,12 +51,20 @@ flag change, and the audit log records the before and after of each.
 
 --scope replaces the key's scopes (patterns such as bots:* work);
 --remove-scope narrows them. Removing a scope from an admin key leaves it
-every other scope but admin.`,
+every other scope but admin.
+
+--narrow-to-used keeps only the scopes that verifications asked of the key
+in the last 30 days (--since): least privilege from real use. An admin key
+that was asked only for bots:read keeps bots:read. A key with no recorded
+use of its scopes in that time is refused (revoke it if it is not needed).
+--dry-run says what would change and changes nothing. The audit log
+records the change with reason narrow-to-used.`,
 		Example: `  keyctl update key_3nF8a9QzLm2Xc7Pb --name "CI deploy (prod)"
   keyctl update key_3nF8a9QzLm2Xc7Pb --remove-scope bots:write
   keyctl update key_3nF8a9QzLm2Xc7Pb --scope bots:read --scope channels:*
   keyctl update key_3nF8a9QzLm2Xc7Pb --expires-in 30d --meta owner=alice --remove-meta ticket
-  keyctl update key_3nF8a9QzLm2Xc7Pb --no-expiry -o json`,
+  keyctl update key_3nF8a9QzLm2Xc7Pb --no-expiry -o json
+  keyctl update key_3nF8a9QzLm2Xc7Pb --narrow-to-used --since 90d --dry-run`,
 		Args: exactArgs(1, "a key ID"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.ID = args[0]
@@ -73,12 +89,34 @@ every other scope but admin.`,
 	fl.BoolVar(&opts.NoExpiry, "no-expiry", false, "never expire")
 	fl.StringArrayVar(&opts.Meta, "meta", nil, "set metadata key=value (repeatable)")
 	fl.StringArrayVar(&opts.RemoveMeta, "remove-meta", nil, "unset this metadata key (repeatable)")
+	fl.BoolVar(&opts.NarrowToUsed, "narrow-to-used", false, "keep only the scopes the key was asked for in the period (--since)")
+	fl.StringVar(&opts.Since, "since", "30d", "with --narrow-to-used: the period of use, such as 30d")
+	fl.BoolVar(&opts.DryRun, "dry-run", false, "with --narrow-to-used: say what would change, change nothing")
 	return cmd
 }
 
 func (opts *UpdateOptions) resolve(cmd *cobra.Command) error {
 	fl := cmd.Flags()
 	p := &opts.Params
+	if !opts.NarrowToUsed {
+		for _, name := range []string{"since", "dry-run"} {
+			if flagChanged(fl, name) {
+				return withHint(usageError("--%s goes with --narrow-to-used", name), "keyctl update KEY_ID --narrow-to-used [--since 30d] [--dry-run]")
+			}
+		}
+	} else {
+		if len(opts.Scopes) > 0 || len(opts.RemoveScopes) > 0 {
+			return usageError("--narrow-to-used sets the scopes: leave out --scope and --remove-scope")
+		}
+		d, err := keystore.ParseDuration(opts.Since)
+		if err != nil {
+			return asUsage(err)
+		}
+		if d <= 0 {
+			return usageError("--since must be positive")
+		}
+		opts.sinceTime = opts.f.Now().Add(-d)
+	}
 	if flagChanged(fl, "name") {
 		if err := keystore.CheckName(opts.Name); err != nil {
 			return asUsage(err)
@@ -124,9 +162,9 @@ func (opts *UpdateOptions) resolve(cmd *cobra.Command) error {
 			p.RemoveMetadata = append(p.RemoveMetadata, name)
 		}
 	}
-	if p.IsZero() && len(opts.RemoveScopes) == 0 {
+	if p.IsZero() && len(opts.RemoveScopes) == 0 && !opts.NarrowToUsed {
 		return withHint(usageError("nothing to update"),
-			"name a change: --name, --scope, --remove-scope, --expires-in, --expires-at, --no-expiry, --meta or --remove-meta")
+			"name a change: --name, --scope, --remove-scope, --narrow-to-used, --expires-in, --expires-at, --no-expiry, --meta or --remove-meta")
 	}
 	return nil
 }
@@ -138,6 +176,24 @@ func updateRun(ctx context.Context, opts *UpdateOptions) error {
 		return err
 	}
 	p := opts.Params
+	actx := f.Context(ctx)
+	if opts.NarrowToUsed {
+		k, err := store.Get(ctx, opts.ID)
+		if err != nil {
+			return asUsage(err)
+		}
+		kept, dropped, err := keystore.NarrowScopes(k, opts.sinceTime)
+		if err != nil {
+			return withHint(err, "keyctl show "+k.ID+" lists the scopes it used; keyctl revoke "+k.ID+" if it is not needed")
+		}
+		if len(dropped) == 0 || opts.DryRun {
+			return narrowReport(opts, k, kept, dropped)
+		}
+		p.Scopes = kept
+		actx = keystore.WithAuditDetails(actx, map[string]any{
+			"reason": "narrow-to-used", "used_since": opts.sinceTime.UTC().Format(time.RFC3339), "dropped": dropped,
+		})
+	}
 	if len(opts.RemoveScopes) > 0 {
 		k, err := store.Get(ctx, opts.ID)
 		if err != nil {
@@ -147,7 +203,7 @@ func updateRun(ctx context.Context, opts *UpdateOptions) error {
 			return asUsage(err)
 		}
 	}
-	k, err := store.Update(f.Context(ctx), opts.ID, p)
+	k, err := store.Update(actx, opts.ID, p)
 	if err != nil {
 		if keystore.ErrorCode(err) == keystore.ECONFLICT {
 			return withHint(err, "a revoked key cannot change; create a new one with keyctl create")
@@ -160,6 +216,46 @@ func updateRun(ctx context.Context, opts *UpdateOptions) error {
 	}
 	success(f.IO, "Updated key %s (%s)", k.ID, output.Escape(k.Name))
 	return pr.keyDetails(k)
+}
+
+// narrowResult is what --narrow-to-used --dry-run prints with -o json.
+type narrowResult struct {
+	ID      string    `json:"id"`
+	Scopes  []string  `json:"scopes"`
+	Kept    []string  `json:"kept"`
+	Dropped []string  `json:"dropped"`
+	Since   time.Time `json:"used_since"`
+	DryRun  bool      `json:"dry_run"`
+}
+
+// narrowReport says what narrowing key k would do, when it changes
+// nothing: a dry run, or a key that uses every scope it holds.
+func narrowReport(opts *UpdateOptions, k *keystore.Key, kept, dropped []string) error {
+	f := opts.f
+	pr := f.printer()
+	if !pr.isTable() {
+		return pr.json(narrowResult{ID: k.ID, Scopes: k.Scopes, Kept: kept, Dropped: nonNil(dropped),
+			Since: opts.sinceTime.UTC().Truncate(time.Second), DryRun: opts.DryRun})
+	}
+	if len(dropped) == 0 {
+		notice(f.IO.ErrOut, "key %s (%s) used every scope it holds since %s: nothing to narrow",
+			k.ID, output.Escape(k.Name), opts.sinceTime.UTC().Format(time.RFC3339))
+	} else {
+		notice(f.IO.ErrOut, "dry run: key %s (%s) would keep %s and lose %s; nothing changed",
+			k.ID, output.Escape(k.Name), strings.Join(kept, ","), strings.Join(dropped, ","))
+	}
+	t := f.IO.NewTable()
+	t.Row("scopes", strings.Join(k.Scopes, ","))
+	t.Row("kept", strings.Join(kept, ","))
+	t.Row("dropped", strings.Join(dropped, ","))
+	return t.Render()
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
 }
 
 // keyIDsArgs checks that a command got at least one key ID, each well formed.
