@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/chatbotplatform/keyctl/keystore"
+	"github.com/chatbotplatform/keyctl/server"
 )
 
 // serveChild is a keyctl serve child process.
@@ -157,5 +159,33 @@ func TestReplicasIdempotency(t *testing.T) {
 				t.Errorf("%d keys in the store, want %d (the admin and one per pair)", n, pairs+1)
 			}
 		})
+	}
+}
+
+// keyctl serve purges expired idempotent replies when it starts (and every
+// 10 minutes after).
+func TestServePurgesExpiredReplies(t *testing.T) {
+	home := t.TempDir()
+	path := filepath.Join(home, "keys.db")
+	seedStore(t, path, time.Now().Add(-time.Minute), 1, keystore.CreateParams{Name: "admin", Scopes: []string{"admin"}})
+	db := rawStore(t, path)
+	defer db.Close()
+	old := time.Now().Add(-server.ReplayTTL - time.Hour).Unix()
+	if _, err := db.Exec("INSERT INTO idempotency_claims (lookup, request, created_at, status, body) VALUES (x'01', x'02', ?, 201, x'7b7d'), (x'03', x'04', ?, 201, x'7b7d')",
+		old, time.Now().Unix()); err != nil {
+		t.Fatal(err)
+	}
+	startServeChild(t, path, childEnv(home), nil)
+	var n int
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if err := db.QueryRow("SELECT count(*) FROM idempotency_claims").Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n == 1 || time.Now().After(deadline) {
+			break
+		}
+	}
+	if n != 1 {
+		t.Errorf("%d replies kept after serve started, want 1 (the expired one purged)", n)
 	}
 }
