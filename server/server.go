@@ -272,7 +272,7 @@ func (s *Server) logRequest(r *http.Request, st *reqState, status int, end time.
 		if st.err != nil {
 			// Store errors are safe to show (keystore.Error never holds a
 			// secret); they stay in the log, not in the reply.
-			attrs = append(attrs, slog.String("error", st.err.Error()))
+			attrs = append(attrs, slog.String("error", keystore.RedactSecrets(st.err.Error())))
 		}
 	}
 	s.log.LogAttrs(context.Background(), level, "request", attrs...)
