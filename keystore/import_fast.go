@@ -133,8 +133,24 @@ func readTime(d *plainjson.Scanner) (*time.Time, bool) {
 		return nil, false
 	}
 	t := new(time.Time)
-	if t.UnmarshalJSON(s) != nil {
+	if t.UnmarshalJSON(s) != nil || !strictRFC3339(s[1:len(s)-1]) {
 		return nil, false
 	}
 	return t, true
+}
+
+// strictRFC3339 holds a time that package time parsed to the checks that
+// the strict decoder adds (time is looser than RFC 3339, go.dev/issue/57912):
+// a two-digit hour, a period before a fraction, a zone offset in range.
+func strictRFC3339(b []byte) bool {
+	dec2 := func(b []byte) int { return int(b[0]-'0')*10 + int(b[1]-'0') }
+	switch {
+	case b[len("2006-01-02T")+1] == ':':
+		return false
+	case b[len("2006-01-02T15:04:05")] == ',':
+		return false
+	case b[len(b)-1] != 'Z':
+		return dec2(b[len(b)-len("07:00"):]) < 24 && dec2(b[len(b)-len("00"):]) < 60
+	}
+	return true
 }
