@@ -54,18 +54,23 @@ func (s *Server) serveIdempotent(w http.ResponseWriter, c *call, fn func(*call) 
 
 	ctx, cancel := context.WithTimeout(r.Context(), claimTimeout)
 	defer cancel()
-	var rec keystore.IdempotencyRecord
 	for wait := 5 * time.Millisecond; ; wait = min(2*wait, 100*time.Millisecond) {
+		// Read first: a retry, and a request that waits for another, need
+		// no write (on SQLite, the store's one write lock); claim only a
+		// key that nobody holds.
 		now := s.now()
-		var claimed bool
-		var err error
-		rec, claimed, err = s.claims.ClaimIdempotency(ctx, lookup, reqHash, now, now.Add(-ReplayTTL))
+		since := now.Add(-ReplayTTL)
+		rec, found, err := s.claims.GetIdempotency(ctx, lookup, since)
+		if err == nil && !found {
+			var claimed bool
+			rec, claimed, err = s.claims.ClaimIdempotency(ctx, lookup, reqHash, now, since)
+			if err == nil && claimed {
+				s.runClaimed(w, c, fn, lookup)
+				return
+			}
+		}
 		if err != nil {
 			s.writeError(w, r, claimError(r.Context(), err))
-			return
-		}
-		if claimed {
-			s.runClaimed(w, c, fn, lookup)
 			return
 		}
 		if rec.Request != reqHash {
@@ -74,7 +79,8 @@ func (s *Server) serveIdempotent(w http.ResponseWriter, c *call, fn func(*call) 
 			return
 		}
 		if !rec.Pending() {
-			break
+			s.replay(w, rec, lookup, reqHash)
+			return
 		}
 		if now.Sub(rec.CreatedAt) > staleClaim {
 			s.writeError(w, r, keystore.Errorf(keystore.ECONFLICT,
@@ -92,7 +98,11 @@ func (s *Server) serveIdempotent(w http.ResponseWriter, c *call, fn func(*call) 
 			return
 		}
 	}
+}
 
+// replay answers a retry with the reply kept for the first request: whole
+// from memory if this server made it lately, else without its secret.
+func (s *Server) replay(w http.ResponseWriter, rec keystore.IdempotencyRecord, lookup, reqHash [32]byte) {
 	w.Header().Set("Idempotent-Replayed", "true")
 	if full, ok := s.secrets.get(lookup, reqHash, s.now()); ok {
 		s.writeRaw(w, rec.Status, full)
