@@ -97,6 +97,8 @@ func TestConcurrentProcesses(t *testing.T) {
 		}
 		events[keystore.ActionCreate] += len(r.created)
 		events[keystore.ActionRotate] += len(r.rotated) + len(r.batch)
+		// Each rotation through keyctl is confirmed delivered.
+		events[keystore.ActionDeliver] += len(r.rotated) + len(r.batch)
 		events[keystore.ActionRevoke] += len(r.revoked)
 
 		for o, n := range r.rotated {
@@ -147,7 +149,7 @@ func TestConcurrentProcesses(t *testing.T) {
 			t.Errorf("%d %s events, want %d", got[action], action, n)
 		}
 	}
-	if len(st.events) != events[keystore.ActionCreate]+events[keystore.ActionRotate]+events[keystore.ActionRevoke] {
+	if len(st.events) != events[keystore.ActionCreate]+events[keystore.ActionRotate]+events[keystore.ActionDeliver]+events[keystore.ActionRevoke] {
 		t.Errorf("%d events in all, want %v", len(st.events), events)
 	}
 }

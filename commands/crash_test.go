@@ -76,11 +76,12 @@ func TestKilledProcessesLeaveStoreConsistent(t *testing.T) {
 		return time.Duration(rng.Int64N(int64(base + extra)))
 	}
 
-	// unrotated lists the old keys that a batch rotation still has to do.
+	// unrotated lists the old keys that a batch rotation still has to do:
+	// those not rotated, or rotated to a successor not yet delivered.
 	unrotated := func(st storeState) []string {
 		var ids []string
 		for id, k := range st.keys {
-			if k.createdAt <= old.Unix() && !k.rotTo.Valid && !k.revokedAt.Valid {
+			if k.createdAt <= old.Unix() && !k.revokedAt.Valid && (!k.rotTo.Valid || st.keys[k.rotTo.String].pending()) {
 				ids = append(ids, id)
 			}
 		}
@@ -113,10 +114,10 @@ func TestKilledProcessesLeaveStoreConsistent(t *testing.T) {
 		}
 		switch i % 5 {
 		case 0, 1:
-			args, extra = []string{"rotate", "--older-than", "1h", "-o", "jsonl"}, 60*time.Millisecond
+			args, extra = []string{"rotate", "--older-than", "1h", "--delivery-timeout", "1s", "-o", "jsonl"}, 60*time.Millisecond
 		case 2:
 			todo := unrotated(st)
-			args, extra = []string{"rotate", todo[rng.IntN(len(todo))], "-o", "json"}, 5*time.Millisecond
+			args, extra = []string{"rotate", todo[rng.IntN(len(todo))], "--delivery-timeout", "1s", "-o", "json"}, 5*time.Millisecond
 		case 3:
 			args, extra = []string{"create", "--name", fmt.Sprint("crash-", i), "--scope", "bots:*", "-o", "json"}, 5*time.Millisecond
 		case 4:
@@ -177,7 +178,7 @@ func TestKilledProcessesLeaveStoreConsistent(t *testing.T) {
 
 	// The rerun rotates exactly the keys the killed batches left, once.
 	todo := unrotated(st)
-	res := keyctlRun(t, env, "", "rotate", "--older-than", "1h", "-o", "jsonl")
+	res := keyctlRun(t, env, "", "rotate", "--older-than", "1h", "--delivery-timeout", "1s", "-o", "jsonl")
 	if res.code != 0 || res.stderr != "" {
 		t.Fatalf("rerun: exit %d: %s", res.code, res.stderr)
 	}

@@ -64,6 +64,9 @@ func (p *printer) keyDetails(k *keystore.Key) error {
 	row("last_used_at", p.io.Time(k.LastUsedAt, p.now))
 	row("rotated_from", deref(k.RotatedFrom))
 	row("rotated_to", deref(k.RotatedTo))
+	if k.Delivery != nil {
+		row("delivery", *k.Delivery)
+	}
 	row("metadata", formatMeta(k.Metadata))
 	if k.Secret != "" {
 		row("key", k.Secret)

@@ -23,6 +23,7 @@ type ListOptions struct {
 	Scope     string
 	OlderThan string
 	Expiring  string
+	Meta      []string
 	Limit     int
 	All       bool
 
@@ -56,6 +57,7 @@ that names scopes records which it asked for (keyctl show: used_scopes).`,
 		Example: `  keyctl list
   keyctl list --status active --env live --scope bots:write
   keyctl list --expiring-within 14d
+  keyctl list --scope 'bots:*' --meta team=platform --meta tier=1
   keyctl list --older-than 90d -o json | jq -r '.[].id'
   keyctl list --all -o jsonl > keys.jsonl
   keyctl list --overprivileged --since 90d`,
@@ -73,7 +75,8 @@ that names scopes records which it asked for (keyctl show: used_scopes).`,
 	fl := cmd.Flags()
 	fl.StringVar(&opts.Status, "status", "", "only keys with this status: active, disabled, expired or revoked")
 	fl.StringVar(&opts.Env, "env", "", "only keys of this environment: live or test")
-	fl.StringVar(&opts.Scope, "scope", "", "only keys granted this scope")
+	fl.StringVar(&opts.Scope, "scope", "", "only keys granted this scope, or any scope of a pattern such as bots:*")
+	fl.StringArrayVar(&opts.Meta, "meta", nil, "only keys with this metadata, key=value (repeatable)")
 	fl.StringVar(&opts.OlderThan, "older-than", "", "only keys created longer ago than this, such as 90d")
 	fl.StringVar(&opts.Expiring, "expiring-within", "", "only keys not revoked that expire within this time from now, such as 14d")
 	fl.IntVarP(&opts.Limit, "limit", "L", 50, "print at most this many keys")
@@ -98,6 +101,9 @@ func (opts *ListOptions) resolve(cmd *cobra.Command) error {
 			return usageError("--expiring-within must be positive")
 		}
 		filter.ExpiringBefore = opts.f.Now().Add(d)
+	}
+	if filter.Metadata, err = metaFilter(opts.Meta); err != nil {
+		return err
 	}
 	q.ListFilter = filter
 	if flagChanged(cmd.Flags(), "since") && !opts.Overprivileged {
@@ -143,8 +149,8 @@ func keyFilter(f *Factory, status, env, scope, olderThan string) (keystore.ListF
 	}
 	lf.Environment = env
 	if scope != "" {
-		if !keystore.ValidScope(scope) {
-			return lf, asUsage(keystore.UnknownScope(scope))
+		if _, err := keystore.FilterScopes(scope); err != nil {
+			return lf, asUsage(err)
 		}
 		lf.Scope = scope
 	}
@@ -156,6 +162,22 @@ func keyFilter(f *Factory, status, env, scope, olderThan string) (keystore.ListF
 		lf.CreatedBefore = f.Now().Add(-d)
 	}
 	return lf, nil
+}
+
+// metaFilter reads the --meta key=value filters of list, rotate and
+// revoke: a key matches when its metadata holds every pair.
+func metaFilter(pairs []string) (map[string]string, error) {
+	if len(pairs) == 0 {
+		return nil, nil
+	}
+	meta, err := parseMeta(pairs)
+	if err != nil {
+		return nil, err
+	}
+	if err := keystore.CheckMetadataFilter(meta); err != nil {
+		return nil, asUsage(err)
+	}
+	return meta, nil
 }
 
 func listRun(ctx context.Context, opts *ListOptions) error {

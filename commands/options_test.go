@@ -132,7 +132,7 @@ func TestRotateOptions(t *testing.T) {
 	}{
 		{line: "key_0123456789abcdef --grace 24h", grace: 24 * time.Hour},
 		{line: "--older-than 90d --env live --dry-run", batch: true},
-		{line: "", wantErr: "needs a key ID or --older-than"},
+		{line: "", wantErr: "needs a key ID, --self or --older-than"},
 		{line: "key_0123456789abcdef --older-than 1d", wantErr: "not both"},
 		{line: "key_0123456789abcdef --env live", wantErr: "go with --older-than"},
 		{line: "key_0123456789abcdef --grace 1y", wantErr: "invalid duration"},

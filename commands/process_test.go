@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -149,7 +150,15 @@ type storeRow struct {
 	revokedAt          sql.NullInt64
 	expiresAt          sql.NullInt64
 	rotatedFrom, rotTo sql.NullString
+	delivery           sql.NullString // pending, delivered, or NULL
 }
+
+// pending reports whether k's secret awaits delivery.
+func (k *storeRow) pending() bool { return k.delivery.String == keystore.DeliveryPending }
+
+// undelivered reports whether k was a successor revoked before its secret
+// was delivered: its rotation was undone.
+func (k *storeRow) undelivered() bool { return k.pending() && k.revokedAt.Valid }
 
 // storeState is everything a consistency check needs from a store.
 type storeState struct {
@@ -184,14 +193,14 @@ func readState(t testing.TB, db *sql.DB) storeState {
 		t.Fatalf("foreign_key_check: %d dangling links, %v", dangling, err)
 	}
 	st := storeState{keys: map[string]*storeRow{}}
-	rows, err := db.Query("SELECT id, name, created_at, revoked_at, expires_at, rotated_from, rotated_to FROM keys")
+	rows, err := db.Query("SELECT id, name, created_at, revoked_at, expires_at, rotated_from, rotated_to, delivery FROM keys")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer rows.Close()
 	for rows.Next() {
 		var r storeRow
-		if err := rows.Scan(&r.id, &r.name, &r.createdAt, &r.revokedAt, &r.expiresAt, &r.rotatedFrom, &r.rotTo); err != nil {
+		if err := rows.Scan(&r.id, &r.name, &r.createdAt, &r.revokedAt, &r.expiresAt, &r.rotatedFrom, &r.rotTo, &r.delivery); err != nil {
 			t.Fatal(err)
 		}
 		if st.keys[r.id] != nil {
@@ -222,10 +231,12 @@ func readState(t testing.TB, db *sql.DB) storeState {
 
 // checkConsistent asserts what must hold in every store, whatever happened
 // to the processes that wrote it: rotations are whole (old.rotated_to = new
-// exactly when new.rotated_from = old, and the old key ended), each key has
-// at most one successor, every key has exactly the one event that made it,
-// every rotation and revocation its event, and each chain of rotations
-// (without grace) has exactly one key that is not revoked, its newest.
+// exactly when new.rotated_from = old, and the old key ended once the new
+// secret was delivered), each key has at most one successor besides
+// undelivered ones (revoked, their rotation undone), every key has exactly
+// the one event that made it, every rotation, delivery and revocation its
+// event, and each chain of rotations (without grace) has exactly one key
+// that is not revoked, its newest, or two while the newest awaits delivery.
 func checkConsistent(t testing.TB, st storeState) {
 	t.Helper()
 	successors := map[string]int{}
@@ -240,15 +251,26 @@ func checkConsistent(t testing.TB, st storeState) {
 			case n.name != k.name:
 				t.Errorf("key %s (%s) rotated to %s with another name (%s)", k.id, k.name, n.id, n.name)
 			}
-			if !k.revokedAt.Valid && !k.expiresAt.Valid {
+			if n != nil && !n.pending() && !k.revokedAt.Valid && !k.expiresAt.Valid {
 				t.Errorf("key %s was rotated but neither revoked nor given an end", k.id)
+			}
+			if n != nil && n.undelivered() {
+				t.Errorf("key %s points to %s, revoked undelivered", k.id, n.id)
 			}
 		}
 		if k.rotatedFrom.Valid {
-			successors[k.rotatedFrom.String]++
 			o := st.keys[k.rotatedFrom.String]
-			if o == nil || !o.rotTo.Valid || o.rotTo.String != k.id {
-				t.Errorf("key %s says it was rotated from %s, which does not point back", k.id, k.rotatedFrom.String)
+			if o == nil {
+				t.Errorf("key %s says it was rotated from %s, which does not exist", k.id, k.rotatedFrom.String)
+			} else if k.undelivered() {
+				if o.rotTo.String == k.id {
+					t.Errorf("key %s points to its undelivered successor %s", o.id, k.id)
+				}
+			} else {
+				successors[k.rotatedFrom.String]++
+				if !o.rotTo.Valid || o.rotTo.String != k.id {
+					t.Errorf("key %s says it was rotated from %s, which does not point back", k.id, k.rotatedFrom.String)
+				}
 			}
 		}
 	}
@@ -261,6 +283,7 @@ func checkConsistent(t testing.TB, st storeState) {
 	made := map[string]int{} // create, import or rotate event that made a key
 	rotated := map[string]int{}
 	revoked := map[string]int{}
+	delivered := map[string]int{}
 	eventIDs := map[string]bool{}
 	for _, e := range st.events {
 		if eventIDs[e.id] {
@@ -273,11 +296,17 @@ func checkConsistent(t testing.TB, st storeState) {
 		case keystore.ActionRotate:
 			made[e.newKeyID]++
 			rotated[e.keyID]++
-			if k := st.keys[e.keyID]; k == nil || !k.rotTo.Valid || k.rotTo.String != e.newKeyID {
+			linked := false
+			if k := st.keys[e.keyID]; k != nil && k.rotTo.Valid && k.rotTo.String == e.newKeyID {
+				linked = true
+			}
+			if n := st.keys[e.newKeyID]; !linked && (n == nil || !n.undelivered()) {
 				t.Errorf("rotate event %s -> %s, but the store does not link them", e.keyID, e.newKeyID)
 			}
 		case keystore.ActionRevoke:
 			revoked[e.keyID]++
+		case keystore.ActionDeliver:
+			delivered[e.keyID]++
 		default:
 			t.Errorf("unexpected event %+v", e)
 		}
@@ -286,8 +315,20 @@ func checkConsistent(t testing.TB, st storeState) {
 		if made[id] != 1 {
 			t.Errorf("key %s has %d events that made it, want 1", id, made[id])
 		}
-		if want := map[bool]int{true: 1}[k.rotTo.Valid]; rotated[id] != want {
-			t.Errorf("key %s has %d rotate events, want %d", id, rotated[id], want)
+		succ := 0 // successors, undelivered ones included
+		for _, n := range st.keys {
+			if n.rotatedFrom.String == id {
+				succ++
+			}
+		}
+		if rotated[id] != succ {
+			t.Errorf("key %s has %d rotate events, want %d", id, rotated[id], succ)
+		}
+		if want := map[bool]int{true: 1}[k.delivery.String == keystore.DeliveryDelivered]; delivered[id] != want {
+			t.Errorf("key %s (delivery %q) has %d deliver events, want %d", id, k.delivery.String, delivered[id], want)
+		}
+		if k.undelivered() && revoked[id] != 1 {
+			t.Errorf("undelivered key %s has %d revoke events, want 1", id, revoked[id])
 		}
 		if revoked[id] > 1 {
 			t.Errorf("key %s has %d revoke events", id, revoked[id])
@@ -317,8 +358,13 @@ func checkChains(t testing.TB, st storeState) {
 				t.Fatalf("rotation chain from %s loops", k.id)
 			}
 			if !c.rotTo.Valid {
-				if len(live) != 1 || live[0] != c.id {
-					t.Errorf("rotation chain from %s has keys %v not revoked, want only its newest, %s", k.id, live, c.id)
+				want := []string{c.id}
+				if c.pending() && !c.revokedAt.Valid {
+					// The old key works until the delivery.
+					want = []string{c.rotatedFrom.String, c.id}
+				}
+				if !slices.Equal(live, want) {
+					t.Errorf("rotation chain from %s has keys %v not revoked, want %v", k.id, live, want)
 				}
 				break
 			}

@@ -135,6 +135,7 @@ var topCommands = []topCommand{
 	{"scan", "keys", func(f *Factory) *cobra.Command { return NewCmdScan(f, nil) }},
 	{"audit", "keys", func(f *Factory) *cobra.Command { return NewCmdAudit(f, nil) }},
 	{"export", "keys", func(f *Factory) *cobra.Command { return NewCmdExport(f, nil) }},
+	{"whoami", "keys", func(f *Factory) *cobra.Command { return NewCmdWhoami(f, nil) }},
 	{"sign-webhook", "webhooks", func(f *Factory) *cobra.Command { return NewCmdSignWebhook(f, nil) }},
 	{"verify-webhook", "webhooks", func(f *Factory) *cobra.Command { return NewCmdVerifyWebhook(f, nil) }},
 	{"serve", "service", func(f *Factory) *cobra.Command { return NewCmdServe(f, nil) }},

@@ -207,6 +207,7 @@ func (w *jsonWriter) key(k *Key) {
 	}
 	w.optStr("rotated_from", k.RotatedFrom)
 	w.optStr("rotated_to", k.RotatedTo)
+	w.optStr("delivery", k.Delivery)
 	w.name("metadata", false)
 	if len(k.Metadata) == 0 {
 		w.b = append(w.b, "{}"...)

@@ -81,7 +81,7 @@ func TestKeyJSON(t *testing.T) {
 		{ID: "key_0123456789abcdef", Name: "Production Server", Environment: "live", Scopes: []string{"bots:read"},
 			Hint: "sk_live_3nF8…a9Qz", Status: "active", CreatedAt: at},
 		{ID: "key_x", Name: "<b>&\"quoted\"\\ \n\t\r\b\f\x00\x1f\x7f é 日本 \u2028\u2029 \xff\xfe", Scopes: []string{"a", "b", "c"},
-			CreatedAt: at, ExpiresAt: &at, RevokedAt: &at, LastUsedAt: &at, RotatedFrom: &from, RotatedTo: &to,
+			CreatedAt: at, ExpiresAt: &at, RevokedAt: &at, LastUsedAt: &at, RotatedFrom: &from, RotatedTo: &to, Delivery: &to,
 			Metadata: map[string]string{"z": "1", "a": "<2>", "": "", "m\n": "\u2028"}, Secret: "sk_test_secret",
 			UsedScopes: []string{"bots:read", "admin"}, ScopesLastUsed: map[string]time.Time{"admin": at, "bots:read": at.Add(time.Hour), "<x>\n": at}},
 		{Scopes: []string{}, Metadata: map[string]string{}},

@@ -41,6 +41,7 @@ type Key struct {
 	ScopesLastUsed map[string]time.Time `json:"scopes_last_used"`
 	RotatedFrom    *string              `json:"rotated_from"`
 	RotatedTo      *string              `json:"rotated_to"`
+	Delivery       *string              `json:"delivery"` // DeliveryPending, DeliveryDelivered, or nil: not tracked
 	Metadata       map[string]string    `json:"metadata"`
 	Secret         string               `json:"key,omitempty"`
 }
@@ -119,10 +120,21 @@ const (
 	ActionDisable = "disable"
 	ActionEnable  = "enable"
 	ActionDelete  = "delete"
+	// ActionDeliver: the secret of a key made by a rotation that awaited
+	// delivery was confirmed delivered, and the old key's end began.
+	ActionDeliver = "deliver"
+)
+
+// Delivery states of a key made by a rotation with
+// RotateOptions.AwaitDelivery. A key made otherwise has none (null): its
+// secret was handed out in the reply that made it.
+const (
+	DeliveryPending   = "pending"   // nobody confirmed having the secret yet
+	DeliveryDelivered = "delivered" // ConfirmDelivery was called
 )
 
 // Actions lists the audit actions, in the order of a key's life.
-var Actions = []string{ActionCreate, ActionImport, ActionUpdate, ActionDisable, ActionEnable, ActionRotate, ActionRevoke, ActionDelete}
+var Actions = []string{ActionCreate, ActionImport, ActionUpdate, ActionDisable, ActionEnable, ActionRotate, ActionDeliver, ActionRevoke, ActionDelete}
 
 // Verification result codes.
 const (

@@ -123,7 +123,7 @@ func TestVerificationJSON(t *testing.T) {
 var keyFields = []string{
 	"id", "name", "environment", "scopes", "hint", "status", "created_at", "expires_at",
 	"revoked_at", "disabled_at", "last_used_at", "used_scopes", "scopes_last_used",
-	"rotated_from", "rotated_to", "metadata",
+	"rotated_from", "rotated_to", "delivery", "metadata",
 }
 
 func fields(t *testing.T, v any) (map[string]json.RawMessage, []string) {
@@ -151,7 +151,7 @@ func TestKeyJSONEmpty(t *testing.T) {
 	}
 	for field, want := range map[string]string{
 		"scopes": `[]`, "metadata": `{}`, "expires_at": `null`, "revoked_at": `null`,
-		"last_used_at": `null`, "rotated_from": `null`, "rotated_to": `null`,
+		"last_used_at": `null`, "rotated_from": `null`, "rotated_to": `null`, "delivery": `null`,
 		"used_scopes": `[]`, "scopes_last_used": `{}`,
 		"created_at": `"2025-06-01T12:00:00Z"`, "id": `"key_0123456789ABCDEF"`,
 	} {
@@ -172,11 +172,11 @@ func TestKeyJSONFull(t *testing.T) {
 	expires := time.Date(2025, 9, 1, 0, 0, 0, 1, time.UTC)
 	revoked := time.Date(2025, 7, 1, 8, 0, 0, 0, time.FixedZone("PDT", -7*3600))
 	used := time.Date(2025, 6, 30, 23, 59, 59, 500_000_000, time.UTC)
-	from, to := "key_AAAAAAAAAAAAAAAA", "key_BBBBBBBBBBBBBBBB"
+	from, to, pending := "key_AAAAAAAAAAAAAAAA", "key_BBBBBBBBBBBBBBBB", keystore.DeliveryPending
 	k := keystore.Key{
 		ID: "key_0123456789ABCDEF", Name: "ci", Environment: "test", Scopes: []string{"bots:read", "admin"},
 		Hint: "sk_test_AAAA…M7", Status: keystore.StatusRevoked, CreatedAt: created, ExpiresAt: &expires,
-		RevokedAt: &revoked, LastUsedAt: &used, RotatedFrom: &from, RotatedTo: &to,
+		RevokedAt: &revoked, LastUsedAt: &used, RotatedFrom: &from, RotatedTo: &to, Delivery: &pending,
 		Metadata: map[string]string{"team": "infra"}, Secret: "sk_test_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA0z02M7",
 	}
 	k.SetScopeUses(map[string]time.Time{"bots:read": used, "admin": created})
@@ -198,6 +198,7 @@ func TestKeyJSONFull(t *testing.T) {
 		"last_used_at":     `"2025-06-30T23:59:59Z"`,
 		"rotated_from":     `"key_AAAAAAAAAAAAAAAA"`,
 		"rotated_to":       `"key_BBBBBBBBBBBBBBBB"`,
+		"delivery":         `"pending"`,
 		"metadata":         `{"team":"infra"}`,
 		"used_scopes":      `["bots:read","admin"]`,
 		"scopes_last_used": `{"admin":"2025-06-01T12:00:05Z","bots:read":"2025-06-30T23:59:59Z"}`,

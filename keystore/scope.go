@@ -179,3 +179,21 @@ func editDistance(a, b string) int {
 	}
 	return prev[len(b)]
 }
+
+// FilterScopes turns the scope of a list filter, a scope, a pattern such
+// as bots:* or a comma-separated list of them, into the scopes a key may
+// hold to match: those it covers, and admin, which grants them all.
+// EINVALID for an unknown scope.
+func FilterScopes(filter string) ([]string, error) {
+	scopes, err := ExpandScopes([]string{filter})
+	if err != nil {
+		return nil, err
+	}
+	if len(scopes) == 0 {
+		return nil, Errorf(EINVALID, "empty scope filter")
+	}
+	if !slices.Contains(scopes, ScopeAdmin) {
+		scopes = append(scopes, ScopeAdmin)
+	}
+	return scopes, nil
+}

@@ -225,3 +225,42 @@ func FuzzExpandScopes(f *testing.F) {
 		}
 	})
 }
+
+// A scope filter (list --scope, rotate --scope) matches a key when the key
+// holds any scope the filter covers, or admin.
+func FuzzFilterScopes(f *testing.F) {
+	for _, s := range []string{"bots:*", "*:read", "*", "admin", "bots:read", "bots:rea", "", ",", "bots:read,channels:*", "robots:*", "*:*:*"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, filter string) {
+		got, err := keystore.FilterScopes(filter)
+		if err != nil {
+			wantCode(t, err, keystore.EINVALID)
+			if got != nil {
+				t.Fatalf("FilterScopes(%q) = %q with an error", filter, got)
+			}
+			return
+		}
+		if !slices.Contains(got, keystore.ScopeAdmin) {
+			t.Fatalf("FilterScopes(%q) = %q: an admin key must match every filter", filter, got)
+		}
+		expanded, err := keystore.ExpandScopes([]string{filter})
+		if err != nil {
+			t.Fatalf("FilterScopes(%q) accepted what ExpandScopes refuses: %v", filter, err)
+		}
+		for _, s := range got {
+			if !keystore.ValidScope(s) {
+				t.Fatalf("FilterScopes(%q) = %q: %q is not a scope", filter, got, s)
+			}
+			if s != keystore.ScopeAdmin && !slices.Contains(expanded, s) {
+				t.Fatalf("FilterScopes(%q) = %q: %q is not covered", filter, got, s)
+			}
+		}
+		// A key holding any scope of the expansion matches.
+		for _, s := range expanded {
+			if !slices.Contains(got, s) {
+				t.Fatalf("FilterScopes(%q) = %q lacks %q", filter, got, s)
+			}
+		}
+	})
+}

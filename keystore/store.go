@@ -44,9 +44,17 @@ func (p *CreateParams) Validate(now time.Time) error {
 type ListFilter struct {
 	Status        string    // active, disabled, expired or revoked
 	Environment   string    // live or test
-	Scope         string    // keys granted this scope (admin grants all)
+	Scope         string    // keys granted this scope, or any scope of this pattern (bots:*); admin grants all
 	CreatedBefore time.Time // keys created before this time
-	Rotatable     bool      // only keys not yet rotated and not revoked
+	// Rotatable selects the keys that Rotate would rotate: not revoked, not
+	// awaiting delivery themselves, and either not rotated or rotated to
+	// a successor whose delivery is pending past its lease.
+	Rotatable bool
+	// Delivering selects the keys rotated to a successor whose delivery
+	// is pending and whose lease runs still: another run is delivering.
+	Delivering bool
+	// Metadata selects keys whose metadata holds every one of these pairs.
+	Metadata map[string]string
 
 	// ExpiringBefore selects the keys not revoked and not yet expired
 	// whose expiry comes before this time.
@@ -69,6 +77,15 @@ type ListOptions struct {
 type RotateOptions struct {
 	// Grace keeps the old key working for this long; 0 stops it at once.
 	Grace time.Duration
+
+	// AwaitDelivery, when positive, makes the rotation wait for the new
+	// secret's delivery: the successor is made with delivery pending, the
+	// old key is left as it is, and only ConfirmDelivery ends it (at once,
+	// or after Grace counted from then). Until this lease has run out,
+	// another Rotate of the old key is refused (ECONFLICT), so that a job
+	// still delivering is not overtaken; after it, Rotate revokes the
+	// undelivered successor and rotates the old key again.
+	AwaitDelivery time.Duration
 }
 
 // Store keeps API keys. Every implementation must pass keystore/storetest.
@@ -91,12 +108,17 @@ type Store interface {
 
 	// Rotate makes a successor with the same name, scopes, environment and
 	// metadata, links the two keys, and ends the old key at once or after
-	// the grace period, all in one transaction. It returns the new key with
-	// its Secret set. EINVALID, ENOTFOUND, and ECONFLICT when the key was
-	// already rotated or is revoked.
+	// the grace period (with AwaitDelivery: at ConfirmDelivery), all in one
+	// transaction. It returns the new key with its Secret set. A successor
+	// still awaiting delivery past its lease is revoked in the same
+	// transaction and replaced. EINVALID, ENOTFOUND, and ECONFLICT when the
+	// key was already rotated, is revoked, awaits delivery itself, or has a
+	// successor whose delivery lease runs still.
 	Rotate(ctx context.Context, id string, opts RotateOptions) (*Key, error)
 
 	// Revoke stops the key at once. Revoking a revoked key is not an error.
+	// Revoking a successor whose delivery is pending also undoes its
+	// rotation: the old key is no longer rotated and may be rotated again.
 	// EINVALID, ENOTFOUND.
 	Revoke(ctx context.Context, id string) (*Key, error)
 
@@ -160,6 +182,28 @@ type Store interface {
 	// revoked, expired) without sending the secret anywhere. It records no
 	// use. ENOTFOUND when no key has that secret.
 	Lookup(ctx context.Context, hash [32]byte) (*Key, error)
+	// ConfirmDelivery records that the secret of key id, made by a
+	// rotation with AwaitDelivery, reached its destination: the key's
+	// delivery becomes delivered and its predecessor ends, at once or at
+	// the end of the rotation's grace counted from now. Confirming twice
+	// is not an error. EINVALID, ENOTFOUND, and ECONFLICT when the key
+	// awaits no delivery or was revoked before the confirmation (a later
+	// rotation took over).
+	ConfirmDelivery(ctx context.Context, id string) (*Key, error)
+}
+
+// Caller is a store that acts as one of its own keys: the remote store,
+// which authenticates with an API key.
+type Caller interface {
+	// Self returns the key the store authenticates with. EUNAUTHORIZED
+	// when it is not valid.
+	Self(ctx context.Context) (*Key, error)
+	// RotateSelf rotates the key the store authenticates with, which
+	// needs no admin scope. Errors as Rotate.
+	RotateSelf(ctx context.Context, opts RotateOptions) (*Key, error)
+	// UseSecret makes the store authenticate with secret from now on:
+	// after the caller's own key was rotated.
+	UseSecret(secret string)
 }
 
 type actorKey struct{}
@@ -191,4 +235,21 @@ func WithAuditDetails(ctx context.Context, details map[string]any) context.Conte
 func AuditDetails(ctx context.Context) map[string]any {
 	d, _ := ctx.Value(detailsKey{}).(map[string]any)
 	return d
+}
+
+// CheckMetadataFilter checks the metadata pairs of a list filter as
+// CreateParams.Validate checks a key's metadata. EINVALID.
+func CheckMetadataFilter(m map[string]string) error {
+	for k, v := range m {
+		if k == "" {
+			return Errorf(EINVALID, "metadata key must not be empty")
+		}
+		if len(k) > 40 || len(v) > 500 {
+			return Errorf(EINVALID, "metadata %q too long (keys at most 40, values at most 500 bytes)", Truncate(k, 40))
+		}
+	}
+	if len(m) > 50 {
+		return Errorf(EINVALID, "too many metadata filters: %d, at most 50", len(m))
+	}
+	return nil
 }

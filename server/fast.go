@@ -218,6 +218,8 @@ func appendVerification(b []byte, v *keystore.Verification) ([]byte, bool) {
 		b = appendJSONOptString(b, k.RotatedFrom)
 		b = append(b, `,"rotated_to":`...)
 		b = appendJSONOptString(b, k.RotatedTo)
+		b = append(b, `,"delivery":`...)
+		b = appendJSONOptString(b, k.Delivery)
 		b = append(b, `,"metadata":`...)
 		if len(k.Metadata) == 0 {
 			b = append(b, "{}"...)

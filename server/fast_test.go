@@ -108,7 +108,7 @@ func TestWriteFastRecords(t *testing.T) {
 	for i, name := range names {
 		k := &keystore.Key{ID: "key_0123456789abcdef", Name: name, Environment: "test", Scopes: []string{"bots:read", name},
 			Hint: "sk_test_abcd…wxyz", Status: keystore.StatusActive, CreatedAt: earlier, ExpiresAt: &later, RevokedAt: &at, DisabledAt: &later,
-			LastUsedAt: &at, RotatedFrom: &from, RotatedTo: &to, Metadata: map[string]string{name: name, "b": "2", "a": "1"}, Secret: name}
+			LastUsedAt: &at, RotatedFrom: &from, RotatedTo: &to, Delivery: &from, Metadata: map[string]string{name: name, "b": "2", "a": "1"}, Secret: name}
 		if i%2 == 1 {
 			k.Scopes, k.ExpiresAt, k.RevokedAt, k.DisabledAt, k.RotatedFrom, k.Metadata, k.Secret = nil, nil, nil, nil, nil, nil, ""
 		} else {

@@ -31,6 +31,9 @@ type flags int
 const (
 	needAdmin  flags = 1 << iota // managing keys and reading the audit log
 	idempotent                   // honours Idempotency-Key
+	// selfOrAdmin: a change that a key without admin may make to itself
+	// (or to its own successor): the endpoint checks which key it acts on.
+	selfOrAdmin
 )
 
 // call is an authenticated request as an endpoint sees it.
@@ -39,6 +42,7 @@ type call struct {
 	ctx      context.Context // names the caller as the audit actor on admin endpoints
 	callerID string          // the ID of the bearer key
 	testKey  bool            // the bearer is a test key (sk_test_)
+	admin    bool            // the bearer key holds the admin scope
 	body     []byte
 	room     *callRoom
 }
@@ -87,7 +91,7 @@ func (s *Server) endpoint(fl flags, fn func(*call) (result, error)) http.Handler
 			callRooms.Put(c.room)
 			c.room, c.body = nil, nil
 		}()
-		err := s.authenticate(w, c, token, hasToken, fl&needAdmin != 0)
+		err := s.authenticate(w, c, token, hasToken, fl)
 		if err != nil {
 			s.writeError(w, r, err)
 			return
@@ -127,7 +131,8 @@ func bearer(r *http.Request) (string, bool) {
 
 // authenticate verifies the bearer through the store, on every request,
 // and fills in c's caller and context.
-func (s *Server) authenticate(w http.ResponseWriter, c *call, token string, hasToken, admin bool) error {
+func (s *Server) authenticate(w http.ResponseWriter, c *call, token string, hasToken bool, fl flags) error {
+	admin := fl&needAdmin != 0
 	if !hasToken {
 		return keystore.Errorf(keystore.EUNAUTHORIZED, invalidKey)
 	}
@@ -149,8 +154,9 @@ func (s *Server) authenticate(w http.ResponseWriter, c *call, token string, hasT
 	}
 	c.callerID = id
 	c.testKey = strings.HasPrefix(token, "sk_test_") // it verified, so its prefix is its environment
+	c.admin = keystore.Grants(scopes, keystore.ScopeAdmin)
 	c.ctx = r.Context()
-	if admin {
+	if admin || fl&selfOrAdmin != 0 {
 		// Only admin endpoints change keys, and each change is audited
 		// under its actor; verifying a key changes none (its use is not
 		// an audit event).
@@ -333,7 +339,7 @@ func listFilter(q url.Values) (keystore.ListFilter, error) {
 	for _, b := range []struct {
 		name string
 		v    *bool
-	}{{"rotatable", &f.Rotatable}, {"revocable", &f.Revocable}} {
+	}{{"rotatable", &f.Rotatable}, {"revocable", &f.Revocable}, {"delivering", &f.Delivering}} {
 		switch s := q.Get(b.name); s {
 		case "", "false":
 		case "true":
@@ -341,6 +347,20 @@ func listFilter(q url.Values) (keystore.ListFilter, error) {
 		default:
 			return f, keystore.Errorf(keystore.EINVALID, "%s must be true or false, got %s", b.name, keystore.Quote(s))
 		}
+	}
+	for name, vals := range q {
+		inner, ok := strings.CutPrefix(name, "metadata[")
+		if !ok {
+			continue
+		}
+		inner, ok = strings.CutSuffix(inner, "]")
+		if !ok || len(vals) != 1 {
+			return f, keystore.Errorf(keystore.EINVALID, "metadata filters are metadata[NAME]=VALUE, once each, got %q", keystore.Truncate(name, 60))
+		}
+		if f.Metadata == nil {
+			f.Metadata = map[string]string{}
+		}
+		f.Metadata[inner] = vals[0]
 	}
 	return f, nil
 }
@@ -376,10 +396,20 @@ func decodeHex(dst []byte, s string) bool {
 // rotateRequest is the body of POST /v1/api-keys/{id}/rotate; it may be
 // empty.
 type rotateRequest struct {
-	GraceSeconds int64 `json:"grace_seconds"`
+	GraceSeconds         int64 `json:"grace_seconds"`
+	AwaitDeliverySeconds int64 `json:"await_delivery_seconds"`
 }
 
 func (s *Server) rotate(c *call) (result, error) {
+	return s.rotateKey(c, c.r.PathValue("id"))
+}
+
+// rotateSelf rotates the caller's own key, which needs no admin scope.
+func (s *Server) rotateSelf(c *call) (result, error) {
+	return s.rotateKey(c, c.callerID)
+}
+
+func (s *Server) rotateKey(c *call, id string) (result, error) {
 	var req rotateRequest
 	if err := decodeBody(c.body, &req, true); err != nil {
 		return result{}, err
@@ -388,10 +418,16 @@ func (s *Server) rotate(c *call) (result, error) {
 	if req.GraceSeconds > maxSeconds || req.GraceSeconds < -maxSeconds {
 		return result{}, keystore.Errorf(keystore.EINVALID, "grace_seconds too large")
 	}
-	if err := s.mayManageKey(c, c.r.PathValue("id"), "rotate"); err != nil {
+	if req.AwaitDeliverySeconds > maxSeconds || req.AwaitDeliverySeconds < -maxSeconds {
+		return result{}, keystore.Errorf(keystore.EINVALID, "await_delivery_seconds too large")
+	}
+	if err := s.mayManageKey(c, id, "rotate"); err != nil {
 		return result{}, err
 	}
-	k, err := s.store.Rotate(c.ctx, c.r.PathValue("id"), keystore.RotateOptions{Grace: time.Duration(req.GraceSeconds) * time.Second})
+	k, err := s.store.Rotate(c.ctx, id, keystore.RotateOptions{
+		Grace:         time.Duration(req.GraceSeconds) * time.Second,
+		AwaitDelivery: time.Duration(req.AwaitDeliverySeconds) * time.Second,
+	})
 	if err != nil {
 		return result{}, err
 	}
@@ -456,6 +492,15 @@ func (s *Server) update(c *call) (result, error) {
 	return ok(http.StatusOK, k)
 }
 
+// self answers which key the caller is.
+func (s *Server) self(c *call) (result, error) {
+	k, err := s.store.Get(c.r.Context(), c.callerID)
+	if err != nil {
+		return result{}, err
+	}
+	return ok(http.StatusOK, k)
+}
+
 func nonNilScopes(s []string) []string {
 	if s == nil {
 		return []string{}
@@ -505,11 +550,58 @@ func (s *Server) deleteKey(c *call) (result, error) {
 	return ok(http.StatusOK, k)
 }
 
-func (s *Server) revoke(c *call) (result, error) {
-	if err := s.mayManageKey(c, c.r.PathValue("id"), "revoke"); err != nil {
+// mayChange checks that the caller may change key id: an admin key may
+// change any; another key only itself or, when ownSuccessorOnly, only a
+// successor of its own rotation that awaits delivery. For a key without
+// admin, a key it may not change is forbidden whether or not it exists.
+func (s *Server) mayChange(c *call, id string, self bool) error {
+	if c.admin {
+		return nil
+	}
+	forbidden := keystore.Errorf(keystore.EFORBIDDEN, "API key %s lacks the admin scope, which changing another key needs", c.callerID)
+	if keystore.CheckID(id) != nil {
+		return forbidden
+	}
+	if self && id == c.callerID {
+		return nil
+	}
+	k, err := s.store.Get(c.r.Context(), id)
+	if keystore.ErrorCode(err) == keystore.ENOTFOUND {
+		return forbidden
+	}
+	if err != nil {
+		return err
+	}
+	if k.RotatedFrom == nil || *k.RotatedFrom != c.callerID {
+		return forbidden
+	}
+	if !self && (k.Delivery == nil || *k.Delivery != keystore.DeliveryPending) {
+		return forbidden
+	}
+	return nil
+}
+
+func (s *Server) confirmDelivery(c *call) (result, error) {
+	id := c.r.PathValue("id")
+	if err := s.mayChange(c, id, true); err != nil {
 		return result{}, err
 	}
-	k, err := s.store.Revoke(c.ctx, c.r.PathValue("id"))
+	k, err := s.store.ConfirmDelivery(c.ctx, id)
+	if err != nil {
+		return result{}, err
+	}
+	return ok(http.StatusOK, k)
+}
+
+func (s *Server) revoke(c *call) (result, error) {
+	id := c.r.PathValue("id")
+	if err := s.mayChange(c, id, false); err != nil {
+		return result{}, err
+	}
+	if err := s.mayManageKey(c, id, "revoke"); err != nil {
+		return result{}, err
+	}
+	k, err := s.store.Revoke(c.ctx, id)
 	if err != nil {
 		return result{}, err
 	}

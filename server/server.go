@@ -5,7 +5,10 @@
 // is verified through the store on each request; the store may answer from
 // a cache only if it stays exact (keystore/sqlite's does), so a revoked key
 // stops working at once. Managing keys and reading
-// the audit log need the admin scope; verifying a key needs any valid key.
+// the audit log need the admin scope; verifying a key needs any valid key,
+// and so do reading and rotating the calling key itself (/v1/api-keys/self),
+// confirming the delivery of its successor, or revoking that successor
+// while it awaits delivery.
 package server
 
 import (
@@ -129,10 +132,13 @@ func (s *Server) routes() {
 	s.verifyHandler = s.endpoint(0, s.verify)
 	m.Handle(verifyPattern, s.verifyHandler)
 	m.Handle("POST /v1/api-keys/import", s.endpoint(needAdmin|idempotent, s.importKeys))
+	m.Handle("GET /v1/api-keys/self", s.endpoint(0, s.self))
+	m.Handle("POST /v1/api-keys/self/rotate", s.endpoint(selfOrAdmin|idempotent, s.rotateSelf))
 	m.Handle("GET /v1/api-keys/{id}", s.endpoint(needAdmin, s.show))
 	m.Handle("GET /v1/api-keys/by-hash/{sha256}", s.endpoint(needAdmin, s.lookup))
 	m.Handle("POST /v1/api-keys/{id}/rotate", s.endpoint(needAdmin|idempotent, s.rotate))
-	m.Handle("DELETE /v1/api-keys/{id}", s.endpoint(needAdmin, s.revoke))
+	m.Handle("POST /v1/api-keys/{id}/confirm-delivery", s.endpoint(selfOrAdmin, s.confirmDelivery))
+	m.Handle("DELETE /v1/api-keys/{id}", s.endpoint(selfOrAdmin, s.revoke))
 	m.Handle("PATCH /v1/api-keys/{id}", s.endpoint(needAdmin, s.update))
 	m.Handle("POST /v1/api-keys/{id}/disable", s.endpoint(needAdmin, s.disable))
 	m.Handle("POST /v1/api-keys/{id}/enable", s.endpoint(needAdmin, s.enable))

@@ -444,7 +444,7 @@ func TestPagination(t *testing.T) {
 			t.Errorf("%s: message %q", q, e.Message)
 		}
 	}
-	for _, q := range []string{"status=deleted", "environment=prod", "scope=bots:*", "created_before=yesterday", "rotatable=yes"} {
+	for _, q := range []string{"status=deleted", "environment=prod", "scope=robots:*", "created_before=yesterday", "rotatable=yes", "metadata%5Bteam=x", "metadata%5Bt%5D=a&metadata%5Bt%5D=b"} {
 		wantError(t, q, f.do("GET", "/v1/api-keys?"+q, f.admin.Secret, ""), 400, keystore.EINVALID)
 	}
 }

@@ -18,7 +18,7 @@ import (
 
 // keyColumns are the columns scanKey reads, in its order.
 const keyColumns = `id, name, environment, scopes, hint, created_at, expires_at,
-	revoked_at, last_used_at, rotated_from, rotated_to, metadata, disabled_at, scope_uses`
+	revoked_at, last_used_at, rotated_from, rotated_to, metadata, disabled_at, scope_uses, delivery`
 
 // clock returns the current time as the store keeps it: UTC, whole seconds.
 func (s *Store) clock() time.Time { return s.nowFn().UTC().Truncate(time.Second) }
@@ -168,6 +168,9 @@ func (s *Store) Rotate(ctx context.Context, id string, opts keystore.RotateOptio
 	if opts.Grace < 0 {
 		return nil, keystore.Errorf(keystore.EINVALID, "grace period must not be negative")
 	}
+	if opts.AwaitDelivery < 0 {
+		return nil, keystore.Errorf(keystore.EINVALID, "delivery timeout must not be negative")
+	}
 	now := s.clock()
 	var nk *keystore.Key
 	err := s.inTx(ctx, "rotate key "+id, func(tx pgx.Tx) error {
@@ -175,8 +178,16 @@ func (s *Store) Rotate(ctx context.Context, id string, opts keystore.RotateOptio
 		if err != nil {
 			return err
 		}
+		if old.Delivery != nil && *old.Delivery == keystore.DeliveryPending && old.RevokedAt == nil {
+			return keystore.Errorf(keystore.ECONFLICT, "key %s awaits the delivery of its own secret: confirm it, or revoke it", id)
+		}
+		var events []event
 		if old.RotatedTo != nil {
-			return keystore.Errorf(keystore.ECONFLICT, "key %s was already rotated to %s", id, *old.RotatedTo)
+			ev, err := replaceUndelivered(ctx, tx, old, now)
+			if err != nil {
+				return err
+			}
+			events = append(events, ev...)
 		}
 		if old.RevokedAt != nil {
 			return keystore.Errorf(keystore.ECONFLICT, "key %s is revoked", id)
@@ -194,11 +205,22 @@ func (s *Store) Rotate(ctx context.Context, id string, opts keystore.RotateOptio
 		if err := insertKey(ctx, tx, nk); err != nil {
 			return err
 		}
+		graceSeconds := int64(opts.Grace / time.Second)
 		revokedAt, expiresAt := old.RevokedAt, old.ExpiresAt
-		if opts.Grace == 0 {
-			revokedAt = &now
-		} else if end := now.Add(opts.Grace).Truncate(time.Second); expiresAt == nil || end.Before(*expiresAt) {
-			expiresAt = &end
+		details := map[string]any{"new_key_id": nk.ID, "grace_seconds": graceSeconds}
+		if opts.AwaitDelivery > 0 {
+			// The old key stays as it is until ConfirmDelivery.
+			pending := keystore.DeliveryPending
+			nk.Delivery = &pending
+			due := now.Add(opts.AwaitDelivery).Truncate(time.Second)
+			if _, err := tx.Exec(ctx,
+				"UPDATE keys SET delivery = $1, delivery_due = $2, delivery_grace = $3 WHERE id = $4",
+				pending, due, graceSeconds, nk.ID); err != nil {
+				return err
+			}
+			details["await_delivery_seconds"] = int64(opts.AwaitDelivery / time.Second)
+		} else {
+			revokedAt, expiresAt = endOf(old, opts.Grace, now)
 		}
 		tag, err := tx.Exec(ctx,
 			`UPDATE keys SET rotated_to = $1, revoked_at = $2, expires_at = $3
@@ -210,14 +232,121 @@ func (s *Store) Rotate(ctx context.Context, id string, opts keystore.RotateOptio
 		if tag.RowsAffected() != 1 {
 			return keystore.Errorf(keystore.ECONFLICT, "key %s was rotated or revoked meanwhile", id)
 		}
-		return s.record(ctx, tx, now, []event{{keystore.ActionRotate, id, map[string]any{
-			"new_key_id": nk.ID, "grace_seconds": int64(opts.Grace / time.Second),
-		}}})
+		return s.record(ctx, tx, now, append(events, event{keystore.ActionRotate, id, details}))
 	})
 	if err != nil {
 		return nil, err
 	}
 	return nk, nil
+}
+
+// endOf returns the revoked_at and expires_at that end old after grace:
+// at once when grace is 0, else at the end of the grace unless it expires
+// sooner.
+func endOf(old *keystore.Key, grace time.Duration, now time.Time) (revokedAt, expiresAt *time.Time) {
+	revokedAt, expiresAt = old.RevokedAt, old.ExpiresAt
+	if grace == 0 {
+		revokedAt = &now
+	} else if end := now.Add(grace).Truncate(time.Second); expiresAt == nil || end.Before(*expiresAt) {
+		expiresAt = &end
+	}
+	return revokedAt, expiresAt
+}
+
+// replaceUndelivered is the part of Rotate for a key that was rotated
+// already: when its successor still awaits delivery and the lease has run
+// out, the successor is revoked and old is unlinked, so that it can be
+// rotated again. It returns the events to record. ECONFLICT otherwise.
+func replaceUndelivered(ctx context.Context, tx pgx.Tx, old *keystore.Key, now time.Time) ([]event, error) {
+	succID := *old.RotatedTo
+	var (
+		delivery *string
+		due      *time.Time
+		revoked  *time.Time
+	)
+	err := tx.QueryRow(ctx, "SELECT delivery, delivery_due, revoked_at FROM keys WHERE id = $1 FOR UPDATE", succID).Scan(&delivery, &due, &revoked)
+	if err != nil {
+		return nil, err
+	}
+	if delivery == nil || *delivery != keystore.DeliveryPending {
+		return nil, keystore.Errorf(keystore.ECONFLICT, "key %s was already rotated to %s", old.ID, succID)
+	}
+	if revoked == nil && due != nil && due.After(now) {
+		return nil, keystore.Errorf(keystore.ECONFLICT, "key %s is being rotated: the secret of its successor %s awaits delivery until %s",
+			old.ID, succID, due.UTC().Format(time.RFC3339))
+	}
+	var events []event
+	if revoked == nil {
+		if _, err := tx.Exec(ctx, "UPDATE keys SET revoked_at = $1, delivery_due = NULL WHERE id = $2", now, succID); err != nil {
+			return nil, err
+		}
+		events = append(events, event{keystore.ActionRevoke, succID, map[string]any{"reason": "undelivered", "rotated_from": old.ID}})
+	}
+	if _, err := tx.Exec(ctx, "UPDATE keys SET rotated_to = NULL WHERE id = $1", old.ID); err != nil {
+		return nil, err
+	}
+	old.RotatedTo = nil
+	return events, nil
+}
+
+// ConfirmDelivery marks the secret of key id delivered and starts the end
+// of its predecessor.
+func (s *Store) ConfirmDelivery(ctx context.Context, id string) (*keystore.Key, error) {
+	if err := keystore.CheckID(id); err != nil {
+		return nil, err
+	}
+	now := s.clock()
+	var k *keystore.Key
+	err := s.inTx(ctx, "confirm delivery of key "+id, func(tx pgx.Tx) error {
+		var err error
+		if k, err = getKey(ctx, tx, id, now, true); err != nil {
+			return err
+		}
+		switch {
+		case k.Delivery == nil:
+			return keystore.Errorf(keystore.ECONFLICT, "key %s awaits no delivery: it was not made by a rotation that awaits one", id)
+		case *k.Delivery == keystore.DeliveryDelivered:
+			return nil
+		case k.RevokedAt != nil:
+			return keystore.Errorf(keystore.ECONFLICT, "key %s was revoked before its delivery was confirmed: its rotation did not count; rotate the old key again", id)
+		}
+		var grace *int64
+		if err := tx.QueryRow(ctx, "SELECT delivery_grace FROM keys WHERE id = $1", id).Scan(&grace); err != nil {
+			return err
+		}
+		g := int64(0)
+		if grace != nil {
+			g = *grace
+		}
+		if _, err := tx.Exec(ctx,
+			"UPDATE keys SET delivery = $1, delivery_due = NULL, delivery_grace = NULL WHERE id = $2",
+			keystore.DeliveryDelivered, id); err != nil {
+			return err
+		}
+		delivered := keystore.DeliveryDelivered
+		k.Delivery = &delivered
+		details := map[string]any{"grace_seconds": g}
+		if k.RotatedFrom != nil {
+			details["rotated_from"] = *k.RotatedFrom
+			old, err := getKey(ctx, tx, *k.RotatedFrom, now, true)
+			if err != nil {
+				return err
+			}
+			if old.RevokedAt == nil {
+				revokedAt, expiresAt := endOf(old, time.Duration(g)*time.Second, now)
+				if _, err := tx.Exec(ctx, "UPDATE keys SET revoked_at = $1, expires_at = $2 WHERE id = $3",
+					revokedAt, expiresAt, old.ID); err != nil {
+					return err
+				}
+			}
+		}
+		return s.record(ctx, tx, now, []event{{keystore.ActionDeliver, id, details}})
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.uses.show(k)
+	return k, nil
 }
 
 // Revoke stops key id at once. Revoking it again changes nothing and records
@@ -233,12 +362,22 @@ func (s *Store) Revoke(ctx context.Context, id string) (*keystore.Key, error) {
 		if k, err = getKey(ctx, tx, id, now, true); err != nil || k.RevokedAt != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, "UPDATE keys SET revoked_at = $1 WHERE id = $2", now, id); err != nil {
+		if _, err := tx.Exec(ctx, "UPDATE keys SET revoked_at = $1, delivery_due = NULL WHERE id = $2", now, id); err != nil {
 			return err
 		}
 		k.RevokedAt = &now
 		k.Status = k.StatusAt(now)
-		return s.record(ctx, tx, now, []event{{keystore.ActionRevoke, id, map[string]any{}}})
+		details := map[string]any{}
+		if k.Delivery != nil && *k.Delivery == keystore.DeliveryPending && k.RotatedFrom != nil {
+			// Nobody has this secret for sure: the rotation did not
+			// happen, and the old key may be rotated again.
+			if _, err := tx.Exec(ctx, "UPDATE keys SET rotated_to = NULL WHERE id = $1 AND rotated_to = $2", *k.RotatedFrom, id); err != nil {
+				return err
+			}
+			details["reason"] = "undelivered"
+			details["rotated_from"] = *k.RotatedFrom
+		}
+		return s.record(ctx, tx, now, []event{{keystore.ActionRevoke, id, details}})
 	})
 	if err != nil {
 		return nil, err
@@ -504,7 +643,7 @@ func scan(row pgx.Row, now time.Time, withSeq bool) (*keystore.Key, int64, error
 		scopeUses                  []byte
 	)
 	dest := []any{&k.ID, &k.Name, &k.Environment, &k.Scopes, &k.Hint, &k.CreatedAt,
-		&expires, &revoked, &lastUsed, &k.RotatedFrom, &k.RotatedTo, &metadata, &disabled, &scopeUses}
+		&expires, &revoked, &lastUsed, &k.RotatedFrom, &k.RotatedTo, &metadata, &disabled, &scopeUses, &k.Delivery}
 	if withSeq {
 		dest = append(dest, &seq)
 	}
@@ -574,10 +713,21 @@ func where(f keystore.ListFilter, now time.Time) (string, []any, error) {
 		conds = append(conds, "environment = "+arg(f.Environment))
 	}
 	if f.Scope != "" {
-		if !keystore.ValidScope(f.Scope) {
-			return "", nil, keystore.Errorf(keystore.EINVALID, "unknown scope %q (did you mean %s?)", keystore.Truncate(f.Scope, 40), keystore.NearestScope(f.Scope))
+		scopes, err := keystore.FilterScopes(f.Scope)
+		if err != nil {
+			return "", nil, err
 		}
-		conds = append(conds, "scopes && "+arg([]string{f.Scope, keystore.ScopeAdmin})+"::text[]")
+		conds = append(conds, "scopes && "+arg(scopes)+"::text[]")
+	}
+	if len(f.Metadata) > 0 {
+		if err := keystore.CheckMetadataFilter(f.Metadata); err != nil {
+			return "", nil, err
+		}
+		js, err := json.Marshal(f.Metadata)
+		if err != nil {
+			return "", nil, err
+		}
+		conds = append(conds, "metadata @> "+arg(string(js))+"::jsonb")
 	}
 	if !f.CreatedBefore.IsZero() {
 		// created_at is whole seconds: second S is before time T when S < T,
@@ -589,7 +739,13 @@ func where(f keystore.ListFilter, now time.Time) (string, []any, error) {
 		conds = append(conds, "created_at < "+arg(cut))
 	}
 	if f.Rotatable {
-		conds = append(conds, "rotated_to IS NULL AND revoked_at IS NULL")
+		conds = append(conds, `revoked_at IS NULL AND (delivery IS NULL OR delivery <> 'pending')
+			AND (rotated_to IS NULL OR rotated_to IN
+				(SELECT s.id FROM keys s WHERE s.delivery = 'pending' AND (s.revoked_at IS NOT NULL OR s.delivery_due <= `+arg(now)+`)))`)
+	}
+	if f.Delivering {
+		conds = append(conds, `rotated_to IN (SELECT s.id FROM keys s
+			WHERE s.delivery = 'pending' AND s.revoked_at IS NULL AND s.delivery_due > `+arg(now)+`)`)
 	}
 	if f.Revocable {
 		conds = append(conds, "revoked_at IS NULL")

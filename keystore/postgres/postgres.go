@@ -28,7 +28,7 @@ var migrationFiles embed.FS
 
 // SchemaVersion is the number of migrations, the schema version of a
 // database that is up to date; a test holds it equal to len(migrations()).
-const SchemaVersion = 4
+const SchemaVersion = 5
 
 // migrateLock is the key of the advisory lock under which a keyctl migrates
 // a database, so that replicas starting together migrate it once.

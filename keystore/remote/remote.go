@@ -31,6 +31,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -77,13 +78,17 @@ type Options struct {
 // Store is a keystore.Store over the HTTP API. It is safe for concurrent use.
 type Store struct {
 	base    string // the API base, with /v1, without a trailing slash
-	apiKey  string
+	keyMu   sync.RWMutex
+	apiKey  string // guarded by keyMu: UseSecret changes it
 	opts    Options
 	client  *http.Client
 	ownHTTP bool
 }
 
-var _ keystore.Store = (*Store)(nil)
+var (
+	_ keystore.Store  = (*Store)(nil)
+	_ keystore.Caller = (*Store)(nil)
+)
 
 // DefaultMaxAttempts is the most attempts of one call, the first included.
 const DefaultMaxAttempts = 4
@@ -296,6 +301,12 @@ func filterQuery(f keystore.ListFilter) url.Values {
 	if f.IDPrefix != "" {
 		q.Set("id_prefix", f.IDPrefix)
 	}
+	if f.Delivering {
+		q.Set("delivering", "true")
+	}
+	for name, v := range f.Metadata {
+		q.Set("metadata["+name+"]", v)
+	}
 	return q
 }
 
@@ -304,17 +315,61 @@ func (s *Store) Rotate(ctx context.Context, id string, opts keystore.RotateOptio
 	if err := keystore.CheckID(id); err != nil {
 		return nil, err
 	}
+	return s.rotate(ctx, "/api-keys/"+url.PathEscape(id)+"/rotate", opts)
+}
+
+// RotateSelf rotates the key the store authenticates with.
+func (s *Store) RotateSelf(ctx context.Context, opts keystore.RotateOptions) (*keystore.Key, error) {
+	return s.rotate(ctx, "/api-keys/self/rotate", opts)
+}
+
+func (s *Store) rotate(ctx context.Context, path string, opts keystore.RotateOptions) (*keystore.Key, error) {
 	if opts.Grace < 0 {
 		return nil, keystore.Errorf(keystore.EINVALID, "grace period must not be negative")
 	}
+	if opts.AwaitDelivery < 0 {
+		return nil, keystore.Errorf(keystore.EINVALID, "delivery timeout must not be negative")
+	}
 	// The API counts whole seconds; a part of a second is rounded up.
-	grace := int64((opts.Grace + time.Second - 1) / time.Second)
+	body := map[string]int64{"grace_seconds": seconds(opts.Grace)}
+	if opts.AwaitDelivery > 0 {
+		body["await_delivery_seconds"] = seconds(opts.AwaitDelivery)
+	}
 	var k keystore.Key
-	body := map[string]int64{"grace_seconds": grace}
-	if err := s.call(ctx, http.MethodPost, "/api-keys/"+url.PathEscape(id)+"/rotate", nil, body, &k, nil); err != nil {
+	if err := s.call(ctx, http.MethodPost, path, nil, body, &k, nil); err != nil {
 		return nil, err
 	}
 	return withSecret(&k)
+}
+
+func seconds(d time.Duration) int64 { return int64((d + time.Second - 1) / time.Second) }
+
+// ConfirmDelivery records that the secret of key id was delivered.
+func (s *Store) ConfirmDelivery(ctx context.Context, id string) (*keystore.Key, error) {
+	if err := keystore.CheckID(id); err != nil {
+		return nil, err
+	}
+	var k keystore.Key
+	if err := s.call(ctx, http.MethodPost, "/api-keys/"+url.PathEscape(id)+"/confirm-delivery", nil, nil, &k, nil); err != nil {
+		return nil, err
+	}
+	return &k, nil
+}
+
+// Self returns the key the store authenticates with.
+func (s *Store) Self(ctx context.Context) (*keystore.Key, error) {
+	var k keystore.Key
+	if err := s.call(ctx, http.MethodGet, "/api-keys/self", nil, nil, &k, nil); err != nil {
+		return nil, err
+	}
+	return &k, nil
+}
+
+// UseSecret makes the store authenticate with secret from now on.
+func (s *Store) UseSecret(secret string) {
+	s.keyMu.Lock()
+	s.apiKey = secret
+	s.keyMu.Unlock()
 }
 
 // Revoke stops key id at once.
@@ -601,7 +656,9 @@ func (s *Store) attempt(ctx context.Context, method, target string, body []byte,
 	if err != nil {
 		return 0, nil, nil, err
 	}
+	s.keyMu.RLock()
 	req.Header.Set("Authorization", "Bearer "+s.apiKey)
+	s.keyMu.RUnlock()
 	req.Header.Set("Accept", "application/json")
 	req.Header.Set("User-Agent", s.opts.UserAgent)
 	if body != nil {

@@ -39,6 +39,7 @@ func TestMigrateDropsSealedReplies(t *testing.T) {
 
 	marker := strings.Repeat("SEALEDREPLY", 40)
 	db := rawDB(t, path)
+	execAll(t, db, undoSchema7...)
 	execAll(t, db, undoSchema6...)
 	execAll(t, db, undoSchema5...)
 	execAll(t, db, fmt.Sprintf("INSERT INTO idempotent_replies VALUES (x'01', CAST('%s' AS BLOB), 1)", marker),

@@ -16,7 +16,7 @@ import (
 
 // keyColumns are the columns scanKey reads, in its order.
 const keyColumns = `id, name, environment, scopes, hint, created_at, expires_at,
-	revoked_at, last_used_at, rotated_from, rotated_to, metadata, disabled_at, scope_uses`
+	revoked_at, last_used_at, rotated_from, rotated_to, metadata, disabled_at, scope_uses, delivery`
 
 // clock returns the current time as the store keeps it: UTC, whole seconds.
 func (s *Store) clock() time.Time { return s.nowFn().UTC().Truncate(time.Second) }
@@ -131,15 +131,26 @@ func (s *Store) Rotate(ctx context.Context, id string, opts keystore.RotateOptio
 	if opts.Grace < 0 {
 		return nil, keystore.Errorf(keystore.EINVALID, "grace period must not be negative")
 	}
+	if opts.AwaitDelivery < 0 {
+		return nil, keystore.Errorf(keystore.EINVALID, "delivery timeout must not be negative")
+	}
 	now := s.clock()
-	var nk *keystore.Key
+	var (
+		nk       *keystore.Key
+		replaced string // an undelivered successor revoked on the way
+	)
 	err := s.inTx(ctx, "rotate key "+id, func(tx *sql.Tx) error {
 		old, err := getKey(ctx, tx, id, now)
 		if err != nil {
 			return err
 		}
+		if old.Delivery != nil && *old.Delivery == keystore.DeliveryPending && old.RevokedAt == nil {
+			return keystore.Errorf(keystore.ECONFLICT, "key %s awaits the delivery of its own secret: confirm it, or revoke it", id)
+		}
 		if old.RotatedTo != nil {
-			return keystore.Errorf(keystore.ECONFLICT, "key %s was already rotated to %s", id, *old.RotatedTo)
+			if replaced, err = s.replaceUndelivered(ctx, tx, old, now); err != nil {
+				return err
+			}
 		}
 		if old.RevokedAt != nil {
 			return keystore.Errorf(keystore.ECONFLICT, "key %s is revoked", id)
@@ -157,38 +168,172 @@ func (s *Store) Rotate(ctx context.Context, id string, opts keystore.RotateOptio
 		if err := insertKey(ctx, tx, nk); err != nil {
 			return err
 		}
-
+		graceSeconds := int64(opts.Grace / time.Second)
+		if opts.AwaitDelivery > 0 {
+			// The old key stays as it is until ConfirmDelivery.
+			pending := keystore.DeliveryPending
+			nk.Delivery = &pending
+			due := now.Add(opts.AwaitDelivery).Truncate(time.Second)
+			if _, err := tx.ExecContext(ctx,
+				"UPDATE keys SET delivery = ?, delivery_due = ?, delivery_grace = ? WHERE id = ?",
+				pending, due.Unix(), graceSeconds, nk.ID); err != nil {
+				return err
+			}
+			return s.link(ctx, tx, old, nk, nil, old.ExpiresAt, now, opts, graceSeconds)
+		}
 		// End the old key at once, or at the end of the grace period unless
 		// it expires sooner.
-		revokedAt, expiresAt := old.RevokedAt, old.ExpiresAt
-		if opts.Grace == 0 {
-			revokedAt = &now
-		} else if end := now.Add(opts.Grace).Truncate(time.Second); expiresAt == nil || end.Before(*expiresAt) {
-			expiresAt = &end
-		}
-		// The guard makes a second rotation of the same key fail even if
-		// it raced past the check above.
-		res, err := tx.ExecContext(ctx,
-			`UPDATE keys SET rotated_to = ?, revoked_at = ?, expires_at = ?
-			 WHERE id = ? AND rotated_to IS NULL AND revoked_at IS NULL`,
-			nk.ID, unix(revokedAt), unix(expiresAt), id)
-		if err != nil {
-			return err
-		}
-		if n, err := res.RowsAffected(); err != nil {
-			return err
-		} else if n != 1 {
-			return keystore.Errorf(keystore.ECONFLICT, "key %s was rotated or revoked meanwhile", id)
-		}
-		return s.record(ctx, tx, now, keystore.ActionRotate, id, map[string]any{
-			"new_key_id": nk.ID, "grace_seconds": int64(opts.Grace / time.Second),
-		})
+		revokedAt, expiresAt := endOf(old, opts.Grace, now)
+		return s.link(ctx, tx, old, nk, revokedAt, expiresAt, now, opts, graceSeconds)
 	})
 	if err != nil {
 		return nil, err
 	}
-	s.changed(true, id)
+	if replaced != "" {
+		s.changed(true, id, replaced)
+	} else {
+		s.changed(true, id)
+	}
 	return nk, nil
+}
+
+// link points old at its successor nk, sets old's end, and records the
+// rotation.
+func (s *Store) link(ctx context.Context, tx *sql.Tx, old, nk *keystore.Key, revokedAt, expiresAt *time.Time, now time.Time, opts keystore.RotateOptions, graceSeconds int64) error {
+	// The guard makes a second rotation of the same key fail even if it
+	// raced past the checks of Rotate.
+	res, err := tx.ExecContext(ctx,
+		`UPDATE keys SET rotated_to = ?, revoked_at = ?, expires_at = ?
+		 WHERE id = ? AND rotated_to IS NULL AND revoked_at IS NULL`,
+		nk.ID, unix(revokedAt), unix(expiresAt), old.ID)
+	if err != nil {
+		return err
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return err
+	} else if n != 1 {
+		return keystore.Errorf(keystore.ECONFLICT, "key %s was rotated or revoked meanwhile", old.ID)
+	}
+	details := map[string]any{"new_key_id": nk.ID, "grace_seconds": graceSeconds}
+	if opts.AwaitDelivery > 0 {
+		details["await_delivery_seconds"] = int64(opts.AwaitDelivery / time.Second)
+	}
+	return s.record(ctx, tx, now, keystore.ActionRotate, old.ID, details)
+}
+
+// endOf returns the revoked_at and expires_at that end old after grace:
+// at once when grace is 0, else at the end of the grace unless it expires
+// sooner.
+func endOf(old *keystore.Key, grace time.Duration, now time.Time) (revokedAt, expiresAt *time.Time) {
+	revokedAt, expiresAt = old.RevokedAt, old.ExpiresAt
+	if grace == 0 {
+		revokedAt = &now
+	} else if end := now.Add(grace).Truncate(time.Second); expiresAt == nil || end.Before(*expiresAt) {
+		expiresAt = &end
+	}
+	return revokedAt, expiresAt
+}
+
+// replaceUndelivered is the part of Rotate for a key that was rotated
+// already: when its successor still awaits delivery and the lease has run
+// out, the successor is revoked and old is unlinked, so that it can be
+// rotated again. It returns the ID of the revoked successor. ECONFLICT
+// otherwise.
+func (s *Store) replaceUndelivered(ctx context.Context, tx *sql.Tx, old *keystore.Key, now time.Time) (string, error) {
+	succID := *old.RotatedTo
+	var (
+		delivery sql.NullString
+		due      sql.NullInt64
+		revoked  sql.NullInt64
+	)
+	err := tx.QueryRowContext(ctx, "SELECT delivery, delivery_due, revoked_at FROM keys WHERE id = ?", succID).Scan(&delivery, &due, &revoked)
+	if err != nil {
+		return "", err
+	}
+	if delivery.String != keystore.DeliveryPending {
+		return "", keystore.Errorf(keystore.ECONFLICT, "key %s was already rotated to %s", old.ID, succID)
+	}
+	if !revoked.Valid && due.Valid && due.Int64 > now.Unix() {
+		return "", keystore.Errorf(keystore.ECONFLICT, "key %s is being rotated: the secret of its successor %s awaits delivery until %s",
+			old.ID, succID, time.Unix(due.Int64, 0).UTC().Format(time.RFC3339))
+	}
+	if !revoked.Valid {
+		if _, err := tx.ExecContext(ctx, "UPDATE keys SET revoked_at = ?, delivery_due = NULL WHERE id = ?", now.Unix(), succID); err != nil {
+			return "", err
+		}
+		if err := s.record(ctx, tx, now, keystore.ActionRevoke, succID, map[string]any{
+			"reason": "undelivered", "rotated_from": old.ID,
+		}); err != nil {
+			return "", err
+		}
+	}
+	if _, err := tx.ExecContext(ctx, "UPDATE keys SET rotated_to = NULL WHERE id = ?", old.ID); err != nil {
+		return "", err
+	}
+	old.RotatedTo = nil
+	return succID, nil
+}
+
+// ConfirmDelivery marks the secret of key id delivered and starts the end
+// of its predecessor.
+func (s *Store) ConfirmDelivery(ctx context.Context, id string) (*keystore.Key, error) {
+	if err := keystore.CheckID(id); err != nil {
+		return nil, err
+	}
+	now := s.clock()
+	var (
+		k       *keystore.Key
+		changed []string
+	)
+	err := s.inTx(ctx, "confirm delivery of key "+id, func(tx *sql.Tx) error {
+		var err error
+		if k, err = getKey(ctx, tx, id, now); err != nil {
+			return err
+		}
+		switch {
+		case k.Delivery == nil:
+			return keystore.Errorf(keystore.ECONFLICT, "key %s awaits no delivery: it was not made by a rotation that awaits one", id)
+		case *k.Delivery == keystore.DeliveryDelivered:
+			return nil
+		case k.RevokedAt != nil:
+			return keystore.Errorf(keystore.ECONFLICT, "key %s was revoked before its delivery was confirmed: its rotation did not count; rotate the old key again", id)
+		}
+		var grace sql.NullInt64
+		if err := tx.QueryRowContext(ctx, "SELECT delivery_grace FROM keys WHERE id = ?", id).Scan(&grace); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx,
+			"UPDATE keys SET delivery = ?, delivery_due = NULL, delivery_grace = NULL WHERE id = ?",
+			keystore.DeliveryDelivered, id); err != nil {
+			return err
+		}
+		delivered := keystore.DeliveryDelivered
+		k.Delivery = &delivered
+		changed = append(changed, id)
+		details := map[string]any{"grace_seconds": grace.Int64}
+		if k.RotatedFrom != nil {
+			details["rotated_from"] = *k.RotatedFrom
+			old, err := getKey(ctx, tx, *k.RotatedFrom, now)
+			if err != nil {
+				return err
+			}
+			if old.RevokedAt == nil {
+				revokedAt, expiresAt := endOf(old, time.Duration(grace.Int64)*time.Second, now)
+				if _, err := tx.ExecContext(ctx, "UPDATE keys SET revoked_at = ?, expires_at = ? WHERE id = ?",
+					unix(revokedAt), unix(expiresAt), old.ID); err != nil {
+					return err
+				}
+				changed = append(changed, old.ID)
+			}
+		}
+		return s.record(ctx, tx, now, keystore.ActionDeliver, id, details)
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.changed(false, changed...)
+	s.withUses(k)
+	return k, nil
 }
 
 // Revoke stops key id at once. Revoking it again changes nothing and records
@@ -198,23 +343,41 @@ func (s *Store) Revoke(ctx context.Context, id string) (*keystore.Key, error) {
 		return nil, err
 	}
 	now := s.clock()
-	var k *keystore.Key
+	var (
+		k        *keystore.Key
+		unlinked string
+	)
 	err := s.inTx(ctx, "revoke key "+id, func(tx *sql.Tx) error {
 		var err error
 		if k, err = getKey(ctx, tx, id, now); err != nil || k.RevokedAt != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, "UPDATE keys SET revoked_at = ? WHERE id = ?", now.Unix(), id); err != nil {
+		if _, err := tx.ExecContext(ctx, "UPDATE keys SET revoked_at = ?, delivery_due = NULL WHERE id = ?", now.Unix(), id); err != nil {
 			return err
 		}
 		k.RevokedAt = &now
 		k.Status = k.StatusAt(now)
-		return s.record(ctx, tx, now, keystore.ActionRevoke, id, map[string]any{})
+		details := map[string]any{}
+		if k.Delivery != nil && *k.Delivery == keystore.DeliveryPending && k.RotatedFrom != nil {
+			// Nobody has this secret for sure: the rotation did not
+			// happen, and the old key may be rotated again.
+			if _, err := tx.ExecContext(ctx, "UPDATE keys SET rotated_to = NULL WHERE id = ? AND rotated_to = ?", *k.RotatedFrom, id); err != nil {
+				return err
+			}
+			details["reason"] = "undelivered"
+			details["rotated_from"] = *k.RotatedFrom
+			unlinked = *k.RotatedFrom
+		}
+		return s.record(ctx, tx, now, keystore.ActionRevoke, id, details)
 	})
 	if err != nil {
 		return nil, err
 	}
-	s.changed(false, id)
+	if unlinked != "" {
+		s.changed(false, id, unlinked)
+	} else {
+		s.changed(false, id)
+	}
 	s.withUses(k)
 	return k, nil
 }
@@ -447,11 +610,11 @@ func scanKey(row interface{ Scan(...any) error }, now time.Time) (*keystore.Key,
 		created                    int64
 		expires, revoked, lastUsed sql.NullInt64
 		disabled                   sql.NullInt64
-		from, to                   sql.NullString
+		from, to, delivery         sql.NullString
 		scopeUses                  []byte
 	)
 	err := row.Scan(&k.ID, &k.Name, &k.Environment, &scopes, &k.Hint, &created,
-		&expires, &revoked, &lastUsed, &from, &to, &metadata, &disabled, &scopeUses)
+		&expires, &revoked, &lastUsed, &from, &to, &metadata, &disabled, &scopeUses, &delivery)
 	if err != nil {
 		return nil, err
 	}
@@ -477,6 +640,9 @@ func scanKey(row interface{ Scan(...any) error }, now time.Time) (*keystore.Key,
 	}
 	if to.Valid {
 		k.RotatedTo = &to.String
+	}
+	if delivery.Valid {
+		k.Delivery = &delivery.String
 	}
 	k.Status = k.StatusAt(now)
 	return &k, nil
@@ -515,13 +681,25 @@ func where(f keystore.ListFilter, now time.Time) (string, []any, error) {
 		conds, args = append(conds, "environment = ?"), append(args, f.Environment)
 	}
 	if f.Scope != "" {
-		if !keystore.ValidScope(f.Scope) {
-			return "", nil, keystore.UnknownScope(f.Scope)
+		scopes, err := keystore.FilterScopes(f.Scope)
+		if err != nil {
+			return "", nil, err
 		}
 		// Padding the space-separated list with spaces makes every match a
 		// whole scope.
-		conds = append(conds, "(instr(' ' || scopes || ' ', ?) > 0 OR instr(' ' || scopes || ' ', ?) > 0)")
-		args = append(args, " "+f.Scope+" ", " "+keystore.ScopeAdmin+" ")
+		var alts []string
+		for _, sc := range scopes {
+			alts = append(alts, "instr(' ' || scopes || ' ', ?) > 0")
+			args = append(args, " "+sc+" ")
+		}
+		conds = append(conds, strings.Join(alts, " OR "))
+	}
+	if err := keystore.CheckMetadataFilter(f.Metadata); err != nil {
+		return "", nil, err
+	}
+	for _, name := range slices.Sorted(maps.Keys(f.Metadata)) {
+		conds = append(conds, "EXISTS (SELECT 1 FROM json_each(keys.metadata) WHERE json_each.key = ? AND json_each.value = ?)")
+		args = append(args, name, f.Metadata[name])
 	}
 	if !f.CreatedBefore.IsZero() {
 		// created_at is whole seconds: second S is before time T when S < T,
@@ -533,7 +711,15 @@ func where(f keystore.ListFilter, now time.Time) (string, []any, error) {
 		conds, args = append(conds, "created_at < ?"), append(args, cut)
 	}
 	if f.Rotatable {
-		conds = append(conds, "rotated_to IS NULL AND revoked_at IS NULL")
+		conds = append(conds, `revoked_at IS NULL AND (delivery IS NULL OR delivery <> 'pending')
+			AND (rotated_to IS NULL OR rotated_to IN
+				(SELECT s.id FROM keys s WHERE s.delivery = 'pending' AND (s.revoked_at IS NOT NULL OR s.delivery_due <= ?)))`)
+		args = append(args, t)
+	}
+	if f.Delivering {
+		conds = append(conds, `rotated_to IN (SELECT s.id FROM keys s
+			WHERE s.delivery = 'pending' AND s.revoked_at IS NULL AND s.delivery_due > ?)`)
+		args = append(args, t)
 	}
 	if f.Revocable {
 		conds = append(conds, "revoked_at IS NULL")

@@ -25,6 +25,7 @@ func TestMigrateToSchema3(t *testing.T) {
 
 	// Back to schema 2, as an older keyctl left it.
 	db := rawDB(t, path)
+	execAll(t, db, undoSchema7...)
 	execAll(t, db, undoSchema6...)
 	execAll(t, db, undoSchema5...)
 	execAll(t, db, undoSchema4...)

@@ -25,6 +25,7 @@ func TestMigrateToSchema4(t *testing.T) {
 	k := create(t, s, "old")
 	s.Close()
 	db := rawDB(t, path)
+	execAll(t, db, undoSchema7...)
 	execAll(t, db, undoSchema6...)
 	execAll(t, db, undoSchema5...)
 	execAll(t, db, undoSchema4...)

@@ -20,6 +20,7 @@ func TestMigrateToSchema6(t *testing.T) {
 	k := create(t, s, "old")
 	s.Close()
 	db := rawDB(t, path)
+	execAll(t, db, undoSchema7...)
 	execAll(t, db, undoSchema6...)
 	db.Close()
 
@@ -30,8 +31,8 @@ func TestMigrateToSchema6(t *testing.T) {
 	if err != nil || len(got.UsedScopes) != 0 || len(got.ScopesLastUsed) != 0 {
 		t.Fatalf("Get after the upgrade = %+v, %v; want no scope use", got, err)
 	}
-	if got := pragma(t, path, "user_version"); got != "6" {
-		t.Errorf("user_version = %q, want 6", got)
+	if got := pragma(t, path, "user_version"); got != "7" {
+		t.Errorf("user_version = %q, want 7", got)
 	}
 	if v, err := s.Verify(ctx, k.Secret, []string{k.Scopes[0]}); err != nil || !v.Valid {
 		t.Fatalf("Verify = %+v, %v", v, err)

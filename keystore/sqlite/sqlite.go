@@ -50,7 +50,7 @@ var migrations = sync.OnceValue(loadMigrations)
 
 // schemaVersion is the number of migrations, the schema version of a store
 // that is up to date; a test holds it equal to len(migrations()).
-const schemaVersion = 6
+const schemaVersion = 7
 
 func loadMigrations() []string {
 	names, err := fs.Glob(migrationFiles, "migrations/*.sql")

@@ -61,6 +61,10 @@ func RunHarness(t *testing.T, newHarness func(t *testing.T, clock *Clock) Harnes
 		{"rotate_grace", testRotateGrace},
 		{"rotate_expiry", testRotateExpiry},
 		{"rotate_concurrent", testRotateConcurrent},
+		{"rotate_delivery", testRotateDelivery},
+		{"rotate_delivery_rerun", testRotateDeliveryRerun},
+		{"revoke_undelivered", testRevokeUndelivered},
+		{"list_metadata", testListMetadata},
 		{"revoke", testRevoke},
 		{"verify", testVerify},
 		{"verify_scopes", testVerifyScopes},
@@ -410,6 +414,10 @@ func testList(t *testing.T, s *subject, clock *Clock) {
 		{"scope channels:read", keystore.ListFilter{Scope: "channels:read"}, []*keystore.Key{k6, k4, k3}},
 		{"scope admin", keystore.ListFilter{Scope: "admin"}, []*keystore.Key{k3}},
 		{"scope agent-loops:write", keystore.ListFilter{Scope: "agent-loops:write"}, []*keystore.Key{k3}},
+		// A pattern matches keys granted any scope it covers.
+		{"scope bots:*", keystore.ListFilter{Scope: "bots:*"}, []*keystore.Key{k5, k3, k2, k1}},
+		{"scope *:read", keystore.ListFilter{Scope: "*:read"}, []*keystore.Key{k6, k5, k4, k3, k1}},
+		{"scope channels:*", keystore.ListFilter{Scope: "channels:*"}, []*keystore.Key{k6, k4, k3}},
 		{"created before start", keystore.ListFilter{CreatedBefore: start}, nil},
 		{"created before start+1s", keystore.ListFilter{CreatedBefore: start.Add(time.Second)}, []*keystore.Key{k1}},
 		{"created before k2", keystore.ListFilter{CreatedBefore: k2.CreatedAt}, []*keystore.Key{k1}},
@@ -525,7 +533,9 @@ func testListBadFilter(t *testing.T, s *subject, clock *Clock) {
 		{Status: "deleted"},
 		{Environment: "prod"},
 		{Scope: "bots:rea"},
-		{Scope: "bots:*"},
+		{Scope: "robots:*"},
+		{Metadata: map[string]string{"": "x"}},
+		{Metadata: map[string]string{strings.Repeat("k", 41): "x"}},
 	} {
 		var errs []error
 		for k, err := range s.List(ctx(t), keystore.ListOptions{ListFilter: f}) {
@@ -1287,4 +1297,191 @@ func isNumber(v any, n int64) bool {
 		return err == nil && i == n
 	}
 	return false
+}
+
+func testListMetadata(t *testing.T, s *subject, clock *Clock) {
+	a := mustCreate(t, s, keystore.CreateParams{Name: "a", Scopes: []string{"bots:read"}, Metadata: map[string]string{"team": "platform", "tier": "1"}})
+	b := mustCreate(t, s, keystore.CreateParams{Name: "b", Scopes: []string{"bots:read"}, Metadata: map[string]string{"team": "platform"}})
+	c := mustCreate(t, s, keystore.CreateParams{Name: "c", Scopes: []string{"bots:read"}, Metadata: map[string]string{"team": "growth", "x\"y.z": "a'b"}})
+	mustCreate(t, s, keystore.CreateParams{Name: "d", Scopes: []string{"bots:read"}})
+	tests := []struct {
+		meta map[string]string
+		want []*keystore.Key
+	}{
+		{map[string]string{"team": "platform"}, []*keystore.Key{b, a}},
+		{map[string]string{"team": "platform", "tier": "1"}, []*keystore.Key{a}},
+		{map[string]string{"team": "growth"}, []*keystore.Key{c}},
+		{map[string]string{"x\"y.z": "a'b"}, []*keystore.Key{c}},
+		{map[string]string{"team": "Platform"}, nil},
+		{map[string]string{"tier": ""}, nil},
+		{map[string]string{"nobody": "x"}, nil},
+	}
+	for _, tt := range tests {
+		f := keystore.ListFilter{Metadata: tt.meta}
+		wantIDs(t, fmt.Sprintf("List(metadata %v)", tt.meta), mustList(t, s, keystore.ListOptions{ListFilter: f}), tt.want...)
+		if n := mustCount(t, s, f); n != len(tt.want) {
+			t.Errorf("Count(metadata %v) = %d, want %d", tt.meta, n, len(tt.want))
+		}
+	}
+	f := keystore.ListFilter{Metadata: map[string]string{"team": "platform"}, Scope: "bots:*", Rotatable: true}
+	wantIDs(t, "List(metadata, scope pattern, rotatable)", mustList(t, s, keystore.ListOptions{ListFilter: f}), b, a)
+}
+
+// A rotation that awaits delivery leaves the old key as it was until the
+// delivery is confirmed; then the grace counts from the confirmation.
+func testRotateDelivery(t *testing.T, s *subject, clock *Clock) {
+	old := mustCreate(t, s, keystore.CreateParams{Name: "ci", Scopes: []string{"bots:read"}})
+	if old.Delivery != nil {
+		t.Errorf("a created key has delivery %q, want null", *old.Delivery)
+	}
+	clock.Advance(time.Hour)
+	nk, err := s.Rotate(ctx(t), old.ID, keystore.RotateOptions{Grace: time.Hour, AwaitDelivery: 10 * time.Minute})
+	if err != nil {
+		t.Fatalf("Rotate: %v", err)
+	}
+	if nk.Delivery == nil || *nk.Delivery != keystore.DeliveryPending || nk.Secret == "" {
+		t.Errorf("new key delivery %v, secret set %v; want pending, true", nk.Delivery, nk.Secret != "")
+	}
+	wantSameKey(t, "Get(pending key)", mustGet(t, s, nk.ID), nk)
+	got := mustGet(t, s, old.ID)
+	if got.RotatedTo == nil || *got.RotatedTo != nk.ID || got.ExpiresAt != nil || got.RevokedAt != nil {
+		t.Errorf("old key while pending: rotated_to %v expires %v revoked %v; want %s, null, null", got.RotatedTo, got.ExpiresAt, got.RevokedAt, nk.ID)
+	}
+	wantVerify(t, s, old.Secret, nil, keystore.CodeValid)
+	wantVerify(t, s, nk.Secret, nil, keystore.CodeValid)
+	// A pending key is not rotated itself, nor listed as rotatable, and
+	// while the lease runs nobody else rotates its predecessor.
+	_, err = s.Rotate(ctx(t), nk.ID, keystore.RotateOptions{})
+	wantCode(t, "rotating a key that awaits delivery", err, keystore.ECONFLICT)
+	_, err = s.Rotate(ctx(t), old.ID, keystore.RotateOptions{AwaitDelivery: time.Minute})
+	wantCode(t, "rotating a key whose successor's lease runs", err, keystore.ECONFLICT)
+	if n := mustCount(t, s, keystore.ListFilter{Rotatable: true}); n != 0 {
+		t.Errorf("Count(rotatable) while pending = %d, want 0", n)
+	}
+
+	clock.Advance(time.Minute)
+	done, err := s.ConfirmDelivery(ctx(t), nk.ID)
+	if err != nil {
+		t.Fatalf("ConfirmDelivery: %v", err)
+	}
+	if done.Delivery == nil || *done.Delivery != keystore.DeliveryDelivered || done.Secret != "" {
+		t.Errorf("confirmed key delivery %v, secret set %v; want delivered, false", done.Delivery, done.Secret != "")
+	}
+	got = mustGet(t, s, old.ID)
+	wantTime(t, "old key expires_at after delivery", got.ExpiresAt, ptr(clock.Now().Add(time.Hour)))
+	if got.RevokedAt != nil {
+		t.Errorf("old key revoked at %v, want null (grace)", got.RevokedAt)
+	}
+	// Confirming twice is not an error and changes nothing.
+	clock.Advance(time.Minute)
+	if _, err := s.ConfirmDelivery(ctx(t), nk.ID); err != nil {
+		t.Errorf("ConfirmDelivery again: %v", err)
+	}
+	wantTime(t, "old key expires_at after a second confirmation", mustGet(t, s, old.ID).ExpiresAt, got.ExpiresAt)
+	if n := countActions(mustAudit(t, s, nk.ID), keystore.ActionDeliver); n != 1 {
+		t.Errorf("%d deliver events, want 1", n)
+	}
+	_, err = s.Rotate(ctx(t), old.ID, keystore.RotateOptions{})
+	wantCode(t, "rotating a key whose rotation was delivered", err, keystore.ECONFLICT)
+
+	// Without grace the old key stops at the confirmation.
+	third, err := s.Rotate(ctx(t), nk.ID, keystore.RotateOptions{AwaitDelivery: time.Minute})
+	if err != nil {
+		t.Fatalf("Rotate(successor): %v", err)
+	}
+	wantVerify(t, s, nk.Secret, nil, keystore.CodeValid)
+	if _, err := s.ConfirmDelivery(ctx(t), third.ID); err != nil {
+		t.Fatalf("ConfirmDelivery(third): %v", err)
+	}
+	wantVerify(t, s, nk.Secret, nil, keystore.CodeRevoked)
+	wantVerify(t, s, third.Secret, nil, keystore.CodeValid)
+
+	// A key made otherwise awaits no delivery.
+	plain := mustCreate(t, s, keystore.CreateParams{Name: "plain", Scopes: []string{"bots:read"}})
+	_, err = s.ConfirmDelivery(ctx(t), plain.ID)
+	wantCode(t, "confirming a created key", err, keystore.ECONFLICT)
+	_, err = s.ConfirmDelivery(ctx(t), "key_"+strings.Repeat("Z", 16))
+	wantCode(t, "confirming an unknown key", err, keystore.ENOTFOUND)
+	_, err = s.ConfirmDelivery(ctx(t), "key_bad")
+	wantCode(t, "confirming a malformed ID", err, keystore.EINVALID)
+	_, err = s.Rotate(ctx(t), plain.ID, keystore.RotateOptions{AwaitDelivery: -time.Minute})
+	wantCode(t, "rotating with a negative delivery timeout", err, keystore.EINVALID)
+}
+
+// A rerun after the lease finds the undelivered successor, revokes it and
+// rotates the old key again; the late confirmation of the first is refused.
+func testRotateDeliveryRerun(t *testing.T, s *subject, clock *Clock) {
+	old := mustCreate(t, s, keystore.CreateParams{Name: "ci", Scopes: []string{"bots:read"}})
+	clock.Advance(time.Hour)
+	lost, err := s.Rotate(ctx(t), old.ID, keystore.RotateOptions{AwaitDelivery: 10 * time.Minute})
+	if err != nil {
+		t.Fatalf("Rotate: %v", err)
+	}
+	clock.Advance(10 * time.Minute)
+	wantIDs(t, "List(rotatable) after the lease", mustList(t, s, keystore.ListOptions{ListFilter: keystore.ListFilter{Rotatable: true}}), old)
+	nk, err := s.Rotate(ctx(t), old.ID, keystore.RotateOptions{AwaitDelivery: 10 * time.Minute})
+	if err != nil {
+		t.Fatalf("Rotate after the lease: %v", err)
+	}
+	if nk.ID == lost.ID {
+		t.Fatalf("the rerun returned the lost key")
+	}
+	gone := mustGet(t, s, lost.ID)
+	if gone.Status != keystore.StatusRevoked || gone.Delivery == nil || *gone.Delivery != keystore.DeliveryPending {
+		t.Errorf("the undelivered successor: status %q delivery %v; want revoked, pending", gone.Status, gone.Delivery)
+	}
+	wantVerify(t, s, lost.Secret, nil, keystore.CodeRevoked)
+	if got := mustGet(t, s, old.ID); got.RotatedTo == nil || *got.RotatedTo != nk.ID || got.Status != keystore.StatusActive {
+		t.Errorf("old key rotated_to %v status %q; want %s, active", got.RotatedTo, got.Status, nk.ID)
+	}
+	_, err = s.ConfirmDelivery(ctx(t), lost.ID)
+	wantCode(t, "confirming a replaced successor", err, keystore.ECONFLICT)
+	if _, err := s.ConfirmDelivery(ctx(t), nk.ID); err != nil {
+		t.Fatalf("ConfirmDelivery: %v", err)
+	}
+	wantVerify(t, s, old.Secret, nil, keystore.CodeRevoked)
+	wantVerify(t, s, nk.Secret, nil, keystore.CodeValid)
+	if n := mustCount(t, s, keystore.ListFilter{Rotatable: true}); n != 1 {
+		t.Errorf("Count(rotatable) after delivery = %d, want 1 (the new key)", n)
+	}
+	if n := mustCount(t, s, keystore.ListFilter{Status: keystore.StatusActive}); n != 1 {
+		t.Errorf("Count(active) after delivery = %d, want 1: no successor left that nobody has", n)
+	}
+	events := mustAudit(t, s, lost.ID)
+	if n := countActions(events, keystore.ActionRevoke); n != 1 {
+		t.Errorf("%d revoke events for the undelivered successor, want 1", n)
+	}
+}
+
+// Revoking a successor that awaits delivery undoes the rotation at once.
+func testRevokeUndelivered(t *testing.T, s *subject, clock *Clock) {
+	old := mustCreate(t, s, keystore.CreateParams{Name: "ci", Scopes: []string{"bots:read"}})
+	clock.Advance(time.Hour)
+	nk, err := s.Rotate(ctx(t), old.ID, keystore.RotateOptions{AwaitDelivery: time.Hour})
+	if err != nil {
+		t.Fatalf("Rotate: %v", err)
+	}
+	if _, err := s.Revoke(ctx(t), nk.ID); err != nil {
+		t.Fatalf("Revoke: %v", err)
+	}
+	got := mustGet(t, s, old.ID)
+	if got.RotatedTo != nil || got.Status != keystore.StatusActive {
+		t.Errorf("old key after revoking its undelivered successor: rotated_to %v status %q; want null, active", got.RotatedTo, got.Status)
+	}
+	wantVerify(t, s, old.Secret, nil, keystore.CodeValid)
+	wantIDs(t, "List(rotatable)", mustList(t, s, keystore.ListOptions{ListFilter: keystore.ListFilter{Rotatable: true}}), old)
+	again, err := s.Rotate(ctx(t), old.ID, keystore.RotateOptions{AwaitDelivery: time.Hour})
+	if err != nil {
+		t.Fatalf("Rotate again: %v", err)
+	}
+	if _, err := s.ConfirmDelivery(ctx(t), again.ID); err != nil {
+		t.Fatalf("ConfirmDelivery: %v", err)
+	}
+	// Revoking a delivered successor does not undo its rotation.
+	if _, err := s.Revoke(ctx(t), again.ID); err != nil {
+		t.Fatalf("Revoke(delivered): %v", err)
+	}
+	if got := mustGet(t, s, old.ID); got.RotatedTo == nil || *got.RotatedTo != again.ID {
+		t.Errorf("old key rotated_to %v after revoking a delivered successor, want %s", got.RotatedTo, again.ID)
+	}
 }
