@@ -354,6 +354,7 @@ func TestMigrateToSchema2(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.Close()
+	undoSchema5(t, dsn)
 	undoSchema4(t, dsn)
 	undoSchema3(t, dsn)
 	pgtest.Exec(t, dsn, "DROP INDEX audit_events_action")
@@ -389,6 +390,7 @@ func undoSchema3(t *testing.T, dsn string) {
 func TestMigrateToSchema3(t *testing.T) {
 	dsn := pgtest.DSN(t)
 	open(t, dsn, postgres.Options{}).Close()
+	undoSchema5(t, dsn)
 	undoSchema4(t, dsn)
 	undoSchema3(t, dsn)
 	pgtest.Exec(t, dsn, "INSERT INTO idempotent_replies VALUES ('\\x01', 'sealed', now())")
@@ -421,6 +423,7 @@ func TestMigrateToSchema4(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.Close()
+	undoSchema5(t, dsn)
 	undoSchema4(t, dsn)
 
 	s = open(t, dsn, postgres.Options{})
@@ -439,5 +442,46 @@ func TestMigrateToSchema4(t *testing.T) {
 	}
 	if got := query[string](t, dsn, "SELECT scope_uses::text FROM keys WHERE id = '"+k.ID+"'"); !strings.Contains(got, `"bots:write"`) || strings.Contains(got, "bots:read") {
 		t.Errorf("scope_uses = %s, want bots:write alone", got)
+	}
+}
+
+// undoSchema5 takes a database back to schema 4, as an older keyctl left
+// it: no delivery of rotated secrets.
+func undoSchema5(t *testing.T, dsn string) {
+	t.Helper()
+	for _, col := range []string{"delivery", "delivery_due", "delivery_grace"} {
+		pgtest.Exec(t, dsn, "ALTER TABLE keys DROP COLUMN "+col)
+	}
+	pgtest.Exec(t, dsn, "UPDATE keyctl_schema SET version = 4")
+}
+
+// Schema 5 adds the delivery of rotated secrets: a database of schema 4
+// is brought up to it, its keys without a delivery, and a rotation can
+// then await its delivery.
+func TestMigrateToSchema5(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	s := open(t, dsn, postgres.Options{})
+	k, err := s.Create(ctx(t), keystore.CreateParams{Name: "old", Scopes: []string{"bots:read"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	undoSchema5(t, dsn)
+
+	s = open(t, dsn, postgres.Options{})
+	defer s.Close()
+	got, err := s.Get(ctx(t), k.ID)
+	if err != nil || got.Delivery != nil {
+		t.Fatalf("Get after the upgrade = %+v, %v; want no delivery", got, err)
+	}
+	if v := query[int32](t, dsn, "SELECT version FROM keyctl_schema"); v != postgres.SchemaVersion {
+		t.Errorf("schema version %d after the upgrade, want %d", v, postgres.SchemaVersion)
+	}
+	nk, err := s.Rotate(ctx(t), k.ID, keystore.RotateOptions{AwaitDelivery: time.Minute})
+	if err != nil || nk.Delivery == nil || *nk.Delivery != keystore.DeliveryPending {
+		t.Fatalf("Rotate after the upgrade = %+v, %v", nk, err)
+	}
+	if _, err := s.ConfirmDelivery(ctx(t), nk.ID); err != nil {
+		t.Fatalf("ConfirmDelivery after the upgrade: %v", err)
 	}
 }
