@@ -51,9 +51,11 @@ func ciRecipe(t *testing.T) string {
 
 // fakeGH is a stand-in for gh: "gh secret set NAME --repo R" stores its
 // stdin as the secret NAME in $GH_DIR, atomically, after a pause that gives
-// a kill time to land while a secret is being delivered.
+// a kill time to land while a secret is being delivered. Each call adds a
+// line to $GH_DIR/.calls, so that a test can time a kill by it.
 const fakeGH = `#!/bin/sh
 [ "$1 $2" = "secret set" ] && [ -n "$3" ] && [ "$4" = "--repo" ] && [ -n "$5" ] || { echo "fake gh: want secret set NAME --repo R" >&2; exit 2; }
+echo "$3" >> "$GH_DIR/.calls"
 tmp="$GH_DIR/.$3.$$"
 cat > "$tmp" || exit 1
 sleep 0.05
@@ -111,11 +113,9 @@ func runCIRecipe(t *testing.T, script string, remote bool) {
 	t.Logf("random seed %d", seed)
 	rng := rand.New(rand.NewPCG(seed, seed))
 	old := time.Now().Add(-200 * 24 * time.Hour)
-	var whole time.Duration // how long a run that is not killed takes
 	kills := map[string]int{}
-	// Round 0 is not killed: it times a whole run, within which the kills
-	// of the 20 rounds after it land at random.
-	for round := range 21 {
+	calls := filepath.Join(ghDir, ".calls")
+	for round := range 20 {
 		// Each round has keys of its own to rotate, and some that the
 		// recipe must leave alone.
 		var selected []*keystore.Key
@@ -130,15 +130,11 @@ func runCIRecipe(t *testing.T, script string, remote bool) {
 			Metadata: map[string]string{"rotated_by": "ci", "github_secret": fmt.Sprintf("TEST_%d", round)}})
 
 		sig := map[bool]syscall.Signal{true: syscall.SIGINT, false: syscall.SIGKILL}[round%2 == 0]
-		d := time.Hour
-		if round > 0 {
-			d = time.Duration(rng.Int64N(int64(whole)))
-		}
-		began := time.Now()
-		code, killed := killRecipe(t, env, script, d, sig)
-		if round == 0 {
-			whole = time.Since(began)
-		}
+		// The kill lands at a random point of the run: after a random
+		// number of deliveries have begun (none: before keyctl rotates
+		// anything, maybe before it starts), and a random part of one.
+		at := when{calls: calls, after: countLines(calls) + rng.IntN(8), extra: time.Duration(rng.Int64N(int64(60 * time.Millisecond)))}
+		code, killed := killRecipe(t, env, script, at, sig)
 		if killed {
 			kills[sig.String()]++
 		} else if code != 0 {
@@ -157,11 +153,11 @@ func runCIRecipe(t *testing.T, script string, remote bool) {
 				t.Fatalf("round %d: the recipe still exits %d after %d reruns:\n%s", round, code, attempt, errOut)
 			}
 		}
-		checkRecipeDone(t, store, ghDir, selected, fmt.Sprintf("round %d (%v after %v)", round, sig, d))
+		checkRecipeDone(t, store, ghDir, selected, fmt.Sprintf("round %d (%v %v)", round, sig, at))
 	}
-	t.Logf("recipe runs killed: %v; a whole run takes %v", kills, whole)
-	if len(kills) < 2 || kills["interrupt"]+kills["killed"] < 12 {
-		t.Errorf("kills landed %v: want both signals to have hit a running recipe, 12 times in all", kills)
+	t.Logf("recipe runs killed: %v", kills)
+	if kills["interrupt"]+kills["killed"] < 18 {
+		t.Errorf("kills landed %v: want 18 of the 20 at least to hit a running recipe", kills)
 	}
 }
 
@@ -244,9 +240,25 @@ func recipeRun(t *testing.T, env []string, script string) (int, string, string) 
 	return 0, out.String(), errOut.String()
 }
 
-// killRecipe runs the recipe and sends sig to its process group after d,
-// unless it is done by then; after SIGINT it must end within 10 seconds.
-func killRecipe(t *testing.T, env []string, script string, d time.Duration, sig syscall.Signal) (code int, killed bool) {
+// when is the moment of a kill: once the file calls has more than after
+// lines, and extra later.
+type when struct {
+	calls string
+	after int
+	extra time.Duration
+}
+
+func (w when) String() string { return fmt.Sprintf("at delivery %d + %v", w.after, w.extra) }
+
+func countLines(path string) int {
+	b, _ := os.ReadFile(path)
+	return strings.Count(string(b), "\n")
+}
+
+// killRecipe runs the recipe and sends sig to its process group at the
+// moment at, unless it is done by then; after SIGINT it must end within
+// 10 seconds.
+func killRecipe(t *testing.T, env []string, script string, at when, sig syscall.Signal) (code int, killed bool) {
 	t.Helper()
 	cmd, _, errOut := recipeCmd(env, script)
 	if err := cmd.Start(); err != nil {
@@ -260,10 +272,17 @@ func killRecipe(t *testing.T, env []string, script string, d time.Duration, sig 
 		}
 		return 0
 	}
+	for countLines(at.calls) < at.after {
+		select {
+		case err := <-done:
+			return exitCode(err), false
+		case <-time.After(2 * time.Millisecond):
+		}
+	}
 	select {
 	case err := <-done:
 		return exitCode(err), false
-	case <-time.After(d):
+	case <-time.After(at.extra):
 	}
 	syscall.Kill(-cmd.Process.Pid, sig)
 	select {

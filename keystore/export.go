@@ -51,6 +51,7 @@ type ExportedKey struct {
 	LastUsedAt  *time.Time        `json:"last_used_at"`
 	RotatedFrom *string           `json:"rotated_from"`
 	RotatedTo   *string           `json:"rotated_to"`
+	Delivery    *string           `json:"delivery,omitempty"` // absent: none (and in older exports)
 	Metadata    map[string]string `json:"metadata"`
 	KeySHA256   string            `json:"key_sha256"`
 }
@@ -67,7 +68,7 @@ func NewExportedKey(k *Key, hash []byte) *ExportedKey {
 		Type: ExportTypeKey, ID: k.ID, Name: k.Name, Environment: k.Environment,
 		Scopes: k.Scopes, Hint: k.Hint, Status: k.Status, CreatedAt: k.CreatedAt,
 		ExpiresAt: k.ExpiresAt, RevokedAt: k.RevokedAt, DisabledAt: k.DisabledAt, LastUsedAt: k.LastUsedAt,
-		RotatedFrom: k.RotatedFrom, RotatedTo: k.RotatedTo, Metadata: k.Metadata,
+		RotatedFrom: k.RotatedFrom, RotatedTo: k.RotatedTo, Delivery: k.Delivery, Metadata: k.Metadata,
 		KeySHA256: hex.EncodeToString(hash),
 	}
 }
@@ -118,6 +119,9 @@ func (k *ExportedKey) Validate() error {
 				return err
 			}
 		}
+	}
+	if d := k.Delivery; d != nil && *d != DeliveryPending && *d != DeliveryDelivered {
+		return Errorf(EINVALID, "unknown delivery %q (want pending, delivered or null)", Truncate(*d, 20))
 	}
 	if k.CreatedAt.IsZero() {
 		return Errorf(EINVALID, "a key needs created_at")

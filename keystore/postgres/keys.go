@@ -741,7 +741,7 @@ func where(f keystore.ListFilter, now time.Time) (string, []any, error) {
 	if f.Rotatable {
 		conds = append(conds, `revoked_at IS NULL AND (delivery IS NULL OR delivery <> 'pending')
 			AND (rotated_to IS NULL OR rotated_to IN
-				(SELECT s.id FROM keys s WHERE s.delivery = 'pending' AND (s.revoked_at IS NOT NULL OR s.delivery_due <= `+arg(now)+`)))`)
+				(SELECT s.id FROM keys s WHERE s.delivery = 'pending' AND (s.revoked_at IS NOT NULL OR s.delivery_due IS NULL OR s.delivery_due <= `+arg(now)+`)))`)
 	}
 	if f.Delivering {
 		conds = append(conds, `rotated_to IN (SELECT s.id FROM keys s
