@@ -116,7 +116,10 @@ func (s *Store) startCache(size int) error {
 		return s.fail(context.Background(), "open", err)
 	}
 	var err error
-	c.events, err = s.db.Prepare("SELECT seq, action, key_id FROM audit_events WHERE seq > ? ORDER BY seq LIMIT ?")
+	// A delivery also ends the key it succeeds, named in its details.
+	c.events, err = s.db.Prepare(`SELECT seq, action, key_id,
+		CASE WHEN action = 'deliver' THEN coalesce(json_extract(details, '$.rotated_from'), '') ELSE '' END
+		FROM audit_events WHERE seq > ? ORDER BY seq LIMIT ?`)
 	if err != nil {
 		return s.fail(context.Background(), "open", err)
 	}
@@ -188,6 +191,7 @@ func (s *Store) poll() {
 		seq    int64
 		action string
 		keyID  string
+		other  string // a deliver event's old key
 	}
 	var events []event
 	err := func() error {
@@ -202,7 +206,7 @@ func (s *Store) poll() {
 		defer rows.Close()
 		for rows.Next() {
 			var e event
-			if err := rows.Scan(&e.seq, &e.action, &e.keyID); err != nil {
+			if err := rows.Scan(&e.seq, &e.action, &e.keyID, &e.other); err != nil {
 				return err
 			}
 			events = append(events, e)
@@ -230,6 +234,9 @@ func (s *Store) poll() {
 	default:
 		for _, e := range events {
 			c.apply(e.action, e.keyID)
+			if e.other != "" {
+				c.drop(e.other)
+			}
 			c.seq = e.seq
 		}
 	}
@@ -242,7 +249,8 @@ func (c *verifyCache) apply(action, id string) {
 	case keystore.ActionCreate, keystore.ActionImport:
 		// A new key may have a secret remembered as belonging to none.
 		c.dropNegative()
-	case keystore.ActionRevoke, keystore.ActionUpdate, keystore.ActionDisable, keystore.ActionEnable, keystore.ActionDelete:
+	case keystore.ActionRevoke, keystore.ActionUpdate, keystore.ActionDisable, keystore.ActionEnable, keystore.ActionDelete,
+		keystore.ActionDeliver: // and the old key it ends, which poll drops
 		c.drop(id)
 	case keystore.ActionRotate:
 		c.drop(id)

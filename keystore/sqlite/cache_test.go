@@ -232,6 +232,21 @@ func TestCacheChangesByAnotherWriter(t *testing.T) {
 		t.Fatalf("Import = %+v, %v", res, err)
 	}
 	waitCode(t, s, secret, keystore.CodeValid, 100*time.Millisecond)
+
+	// Rotated elsewhere, awaiting delivery: the old key works until the
+	// delivery is confirmed elsewhere, which ends it.
+	k3 := mustCreate(t, s, keystore.CreateParams{Name: "k3"})
+	verifyCode(t, s, k3.Secret)
+	nk, err := other.Rotate(context.Background(), k3.ID, keystore.RotateOptions{AwaitDelivery: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitCode(t, s, nk.Secret, keystore.CodeValid, 100*time.Millisecond)
+	verifyCode(t, s, k3.Secret)
+	if _, err := other.ConfirmDelivery(context.Background(), nk.ID); err != nil {
+		t.Fatal(err)
+	}
+	waitCode(t, s, k3.Secret, keystore.CodeRevoked, 100*time.Millisecond)
 }
 
 // waitCode polls Verify until it answers code, and fails if that takes
