@@ -25,7 +25,11 @@ import (
 //     drops what it affects before the call returns;
 //   - every change by another process writes an audit event in the same
 //     transaction, so a watcher reads the events after the last one seen,
-//     every pollInterval, and drops what they affect;
+//     every pollInterval, and drops what they affect. Reading them by
+//     seq > last is exact on SQLite: a write transaction holds the file's
+//     write lock from BEGIN IMMEDIATE to COMMIT, so events take their seq
+//     in commit order and none with a lower seq commits later (on
+//     PostgreSQL it could: see keystore/postgres's change feed);
 //   - a hit is served only if the watcher's last successful look at the
 //     events began less than maxStale ago; otherwise Verify reads SQLite.
 //     A change committed by another process is therefore seen within
