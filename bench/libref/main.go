@@ -8,6 +8,7 @@ import (
 	_ "net/http" // the remote store and keyctl serve
 
 	_ "github.com/itchyny/gojq"           // --jq
+	_ "github.com/jackc/pgx/v5/pgxpool"   // the PostgreSQL store
 	_ "github.com/olekukonko/tablewriter" // tables
 	_ "github.com/spf13/cobra"            // the command line
 	_ "github.com/spf13/viper"            // configuration
