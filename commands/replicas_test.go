@@ -7,6 +7,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"net/url"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -380,5 +381,34 @@ func TestReplicaKilledMidRotation(t *testing.T) {
 				t.Errorf("%d keys, want %d (admin, each key and one successor)", len(keys), want)
 			}
 		})
+	}
+}
+
+// A replica's /readyz answers 503 while it cannot reach its database, so
+// that a load balancer drains it, and /healthz still 200: the process is up.
+func TestReplicaReadyz(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	_, _, rs := setupReplicas(t, dsn, 1)
+	r := rs[0]
+	if st, err := r.call("GET", "/readyz", "", "", nil); err != nil || st != 200 {
+		t.Fatalf("readyz: %d %v, want 200", st, err)
+	}
+	u, err := url.Parse(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := pgx.Connect(t.Context(), pgtest.Admin(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	if _, err := conn.Exec(t.Context(), "DROP DATABASE "+strings.TrimPrefix(u.Path, "/")+" WITH (FORCE)"); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := r.call("GET", "/readyz", "", "", nil); st != http.StatusServiceUnavailable {
+		t.Errorf("readyz without the database: %d, want 503", st)
+	}
+	if st, err := r.call("GET", "/healthz", "", "", nil); err != nil || st != 200 {
+		t.Errorf("healthz without the database: %d %v, want 200", st, err)
 	}
 }
