@@ -158,7 +158,8 @@ func setupReplicas(t *testing.T, store string, n int) (env []string, admin strin
 }
 
 // Replicas agree: a key made through one verifies on the others, and a
-// revocation made through one, or by the CLI straight on the store, is
+// revocation or a rotation made through one, or a revocation by the CLI
+// straight on the store, is
 // refused by the others within 100 ms at p99, also while a replica's
 // notification connection is cut (PostgreSQL: pg_terminate_backend).
 func TestReplicasAgree(t *testing.T) {
@@ -182,6 +183,11 @@ func TestReplicasAgree(t *testing.T) {
 				switch {
 				case i%4 == 3:
 					mustRun(t, env, "revoke", "--store", store, "--yes", k.ID)
+				case i%4 == 2:
+					// A rotation without grace ends the old key at once.
+					if st, err := b.call("POST", "/v1/api-keys/"+k.ID+"/rotate", admin, `{}`, nil); err != nil || st != 201 {
+						t.Fatalf("rotate on b: %d %v", st, err)
+					}
 				case i%2 == 1:
 					if st, err := a.call("DELETE", "/v1/api-keys/"+k.ID, admin, "", nil); err != nil || st != 200 {
 						t.Fatalf("revoke on a: %d %v", st, err)
