@@ -37,23 +37,26 @@ type ExportHeader struct {
 // SHA-256 of its secret in hex. Status is written for people reading the
 // file; a store derives it again.
 type ExportedKey struct {
-	Type        string            `json:"type"` // ExportTypeKey
-	ID          string            `json:"id"`
-	Name        string            `json:"name"`
-	Environment string            `json:"environment"`
-	Scopes      []string          `json:"scopes"`
-	Hint        string            `json:"hint"`
-	Status      string            `json:"status"`
-	CreatedAt   time.Time         `json:"created_at"`
-	ExpiresAt   *time.Time        `json:"expires_at"`
-	RevokedAt   *time.Time        `json:"revoked_at"`
-	DisabledAt  *time.Time        `json:"disabled_at,omitempty"` // absent: not disabled (and in older exports)
-	LastUsedAt  *time.Time        `json:"last_used_at"`
-	RotatedFrom *string           `json:"rotated_from"`
-	RotatedTo   *string           `json:"rotated_to"`
-	Delivery    *string           `json:"delivery,omitempty"` // absent: none (and in older exports)
-	Metadata    map[string]string `json:"metadata"`
-	KeySHA256   string            `json:"key_sha256"`
+	Type        string     `json:"type"` // ExportTypeKey
+	ID          string     `json:"id"`
+	Name        string     `json:"name"`
+	Environment string     `json:"environment"`
+	Scopes      []string   `json:"scopes"`
+	Hint        string     `json:"hint"`
+	Status      string     `json:"status"`
+	CreatedAt   time.Time  `json:"created_at"`
+	ExpiresAt   *time.Time `json:"expires_at"`
+	RevokedAt   *time.Time `json:"revoked_at"`
+	DisabledAt  *time.Time `json:"disabled_at,omitempty"` // absent: not disabled (and in older exports)
+	LastUsedAt  *time.Time `json:"last_used_at"`
+	RotatedFrom *string    `json:"rotated_from"`
+	RotatedTo   *string    `json:"rotated_to"`
+	Delivery    *string    `json:"delivery,omitempty"` // absent: none (and in older exports)
+	// ScopesLastUsed: when each scope was last asked of the key; absent:
+	// no recorded use (and in older exports).
+	ScopesLastUsed map[string]time.Time `json:"scopes_last_used,omitempty"`
+	Metadata       map[string]string    `json:"metadata"`
+	KeySHA256      string               `json:"key_sha256"`
 }
 
 // ExportedEvent is an audit event as an export holds it.
@@ -69,7 +72,7 @@ func NewExportedKey(k *Key, hash []byte) *ExportedKey {
 		Scopes: k.Scopes, Hint: k.Hint, Status: k.Status, CreatedAt: k.CreatedAt,
 		ExpiresAt: k.ExpiresAt, RevokedAt: k.RevokedAt, DisabledAt: k.DisabledAt, LastUsedAt: k.LastUsedAt,
 		RotatedFrom: k.RotatedFrom, RotatedTo: k.RotatedTo, Delivery: k.Delivery, Metadata: k.Metadata,
-		KeySHA256: hex.EncodeToString(hash),
+		ScopesLastUsed: k.ScopesLastUsed, KeySHA256: hex.EncodeToString(hash),
 	}
 }
 
@@ -131,6 +134,12 @@ func (k *ExportedKey) Validate() error {
 		if t != nil {
 			*t = t.UTC().Truncate(time.Second)
 		}
+	}
+	for scope, t := range k.ScopesLastUsed {
+		if err := CheckScope(scope); err != nil {
+			return err
+		}
+		k.ScopesLastUsed[scope] = t.UTC().Truncate(time.Second)
 	}
 	return nil
 }

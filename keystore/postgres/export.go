@@ -98,6 +98,7 @@ func (s *Store) RestoreKeys(ctx context.Context, keys []keystore.ExportedKey) (k
 		expires, revoked, used                 = make([]*time.Time, n), make([]*time.Time, n), make([]*time.Time, n)
 		disabled                               = make([]*time.Time, n)
 		delivery                               = make([]*string, n)
+		uses                                   = make([]string, n)
 	)
 	for i := range keys {
 		k := &keys[i]
@@ -111,17 +112,18 @@ func (s *Store) RestoreKeys(ctx context.Context, keys []keystore.ExportedKey) (k
 		created[i], expires[i], revoked[i], used[i] = k.CreatedAt, k.ExpiresAt, k.RevokedAt, k.LastUsedAt
 		disabled[i] = k.DisabledAt
 		delivery[i] = k.Delivery
+		uses[i] = keystore.EncodeScopeUses(k.ScopesLastUsed)
 	}
 	err := s.inTx(ctx, op, func(tx pgx.Tx) error {
 		tag, err := tx.Exec(ctx,
-			`INSERT INTO keys (id, name, environment, scopes, secret_hash, hint, created_at, expires_at, revoked_at, last_used_at, metadata, disabled_at, delivery)
-			 SELECT id, name, env, string_to_array(scopes, ' '), hash, hint, created, expires, revoked, used, meta::jsonb, disabled, delivery
+			`INSERT INTO keys (id, name, environment, scopes, secret_hash, hint, created_at, expires_at, revoked_at, last_used_at, metadata, disabled_at, delivery, scope_uses)
+			 SELECT id, name, env, string_to_array(scopes, ' '), hash, hint, created, expires, revoked, used, meta::jsonb, disabled, delivery, uses::jsonb
 			 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bytea[], $6::text[], $7::timestamptz[],
-			             $8::timestamptz[], $9::timestamptz[], $10::timestamptz[], $11::text[], $12::timestamptz[], $13::text[])
-			      WITH ORDINALITY AS r (id, name, env, scopes, hash, hint, created, expires, revoked, used, meta, disabled, delivery, ord)
+			             $8::timestamptz[], $9::timestamptz[], $10::timestamptz[], $11::text[], $12::timestamptz[], $13::text[], $14::text[])
+			      WITH ORDINALITY AS r (id, name, env, scopes, hash, hint, created, expires, revoked, used, meta, disabled, delivery, uses, ord)
 			 ORDER BY ord
 			 ON CONFLICT DO NOTHING`,
-			ids, names, envs, scopes, hashes, hints, created, expires, revoked, used, metas, disabled, delivery)
+			ids, names, envs, scopes, hashes, hints, created, expires, revoked, used, metas, disabled, delivery, uses)
 		if err != nil {
 			return err
 		}

@@ -62,8 +62,8 @@ func (s *Store) RestoreKeys(ctx context.Context, keys []keystore.ExportedKey) (k
 	var ids []string
 	err := s.inTx(ctx, "restore keys", func(tx *sql.Tx) error {
 		stmt, err := tx.PrepareContext(ctx,
-			`INSERT INTO keys (id, name, environment, scopes, secret_hash, hint, created_at, expires_at, revoked_at, last_used_at, metadata, disabled_at, delivery)
-			 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`)
+			`INSERT INTO keys (id, name, environment, scopes, secret_hash, hint, created_at, expires_at, revoked_at, last_used_at, metadata, disabled_at, delivery, scope_uses)
+			 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`)
 		if err != nil {
 			return err
 		}
@@ -76,7 +76,8 @@ func (s *Store) RestoreKeys(ctx context.Context, keys []keystore.ExportedKey) (k
 			}
 			h := k.Hash()
 			r, err := stmt.ExecContext(ctx, k.ID, k.Name, k.Environment, strings.Join(k.Scopes, " "), h[:], k.Hint,
-				k.CreatedAt.Unix(), unix(k.ExpiresAt), unix(k.RevokedAt), unix(k.LastUsedAt), string(meta), unix(k.DisabledAt), k.Delivery)
+				k.CreatedAt.Unix(), unix(k.ExpiresAt), unix(k.RevokedAt), unix(k.LastUsedAt), string(meta), unix(k.DisabledAt), k.Delivery,
+				keystore.EncodeScopeUses(k.ScopesLastUsed))
 			if err != nil {
 				return err
 			}

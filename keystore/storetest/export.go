@@ -43,7 +43,7 @@ func testExportRestore(t *testing.T, s *subject, clock *Clock) {
 	if _, err := s.Disable(alice, b2.ID); err != nil { // disabled_at goes too
 		t.Fatal(err)
 	}
-	wantVerify(t, s, a.Secret, nil, keystore.CodeValid) // a last use
+	wantVerify(t, s, a.Secret, []string{"bots:read"}, keystore.CodeValid) // a last use and a scope use
 	hashed := newSecret(t, keystore.EnvLive)
 	mustImport(t, s, mustParse(t, clock.Now(), importLine("hashed", hashed, true, "")))
 	clock.Advance(time.Minute)
