@@ -65,7 +65,7 @@ func (opts *AuditOptions) resolve() error {
 	f := &opts.Filter
 	if opts.KeyID != "" {
 		if err := keystore.CheckID(opts.KeyID); err != nil {
-			return asUsage(err)
+			return err
 		}
 		f.KeyID = opts.KeyID
 	}
@@ -115,7 +115,7 @@ func auditRun(ctx context.Context, opts *AuditOptions) error {
 	// The store gives the most recent first; the log reads oldest first.
 	events, err := store.Events(ctx, opts.Filter)
 	if err != nil {
-		return asUsage(err)
+		return err
 	}
 	slices.Reverse(events)
 	if opts.KeyID != "" && len(events) == 0 {
@@ -123,10 +123,10 @@ func auditRun(ctx context.Context, opts *AuditOptions) error {
 		// its events: none at all means a mistyped ID, which is not found
 		// (5), not an empty log.
 		if n, err := store.CountEvents(ctx, keystore.EventFilter{KeyID: opts.KeyID}); err != nil {
-			return asUsage(err)
+			return err
 		} else if n == 0 {
 			if _, err := store.Get(ctx, opts.KeyID); err != nil {
-				return asUsage(err)
+				return err
 			}
 		}
 	}

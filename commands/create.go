@@ -83,7 +83,7 @@ func (opts *CreateOptions) resolve(cmd *cobra.Command) error {
 	} else {
 		scopes, err := keystore.ExpandScopes(opts.Scopes)
 		if err != nil {
-			return asUsage(err)
+			return err
 		}
 		if len(scopes) == 0 {
 			return usageError("--scope names no scope")
@@ -100,7 +100,7 @@ func (opts *CreateOptions) resolve(cmd *cobra.Command) error {
 		return err
 	}
 	p.Metadata = meta
-	return asUsage(p.Validate(now))
+	return p.Validate(now)
 }
 
 func parseExpiry(in, at string, now time.Time) (*time.Time, error) {
@@ -110,7 +110,7 @@ func parseExpiry(in, at string, now time.Time) (*time.Time, error) {
 	case in != "":
 		d, err := keystore.ParseDuration(in)
 		if err != nil {
-			return nil, asUsage(err)
+			return nil, err
 		}
 		if d <= 0 {
 			return nil, usageError("--expires-in must be positive")
@@ -167,7 +167,7 @@ func createRun(ctx context.Context, opts *CreateOptions) error {
 	}
 	key, err := store.Create(f.Context(ctx), opts.Params)
 	if err != nil {
-		return asUsage(err)
+		return err
 	}
 	p := f.printer()
 	switch {

@@ -19,7 +19,8 @@ const (
 	exitInterrupted  = 130
 )
 
-// exitError carries an exit status and an optional hint line.
+// cmdError is an error with the exit status it ends the command with and an
+// optional hint line, which run prints after the error.
 type cmdError struct {
 	code int
 	msg  string
@@ -33,7 +34,7 @@ func usageError(format string, args ...any) error {
 	return &cmdError{code: exitUsage, msg: fmt.Sprintf(format, args...)}
 }
 
-// withHint adds a hint line to a usage error.
+// withHint adds a hint line to any error, keeping its exit status.
 func withHint(err error, hint string) error {
 	var ce *cmdError
 	if errors.As(err, &ce) {
@@ -44,12 +45,15 @@ func withHint(err error, hint string) error {
 	return &cmdError{code: exitCode(err), msg: err.Error(), hint: hint}
 }
 
-// errSilent ends a command with a status after it has said all it had to.
+// silentError ends a command with a status after it has said all it had
+// to: run prints nothing more.
 type silentError struct{ code int }
 
 func (e *silentError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
 
-// exitCode maps an error to the documented exit status.
+// exitCode maps an error to the documented exit status: a cmdError's or
+// silentError's own, a store error's by its code (EINVALID and ETOOLARGE
+// are usage errors), cobra's unknown command or flag a usage error too.
 func exitCode(err error) int {
 	if err == nil {
 		return exitOK
@@ -74,15 +78,6 @@ func exitCode(err error) int {
 		return exitUsage
 	}
 	return exitError
-}
-
-// asUsage turns an EINVALID store error into a usage error (exit 2) and
-// leaves others alone.
-func asUsage(err error) error {
-	if keystore.ErrorCode(err) == keystore.EINVALID {
-		return &cmdError{code: exitUsage, msg: err.Error()}
-	}
-	return err
 }
 
 // redactSecrets shortens every key-like word of an error message to its

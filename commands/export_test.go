@@ -16,8 +16,8 @@ import (
 )
 
 // roundTripKeys is the size of the SQLite -> PostgreSQL -> SQLite test:
-// 100,000 keys (and as many audit events) take some 45 s on 2 cores with both
-// stores; KEYCTL_TEST_ROUNDTRIP_KEYS sets another size.
+// 100,000 keys (and as many audit events; BENCHMARKS.md gives its time);
+// KEYCTL_TEST_ROUNDTRIP_KEYS sets another size.
 func roundTripKeys(t *testing.T) int {
 	if s := os.Getenv("KEYCTL_TEST_ROUNDTRIP_KEYS"); s != "" {
 		n, err := strconv.Atoi(s)

@@ -116,8 +116,8 @@ func (opts *ImportOptions) resolve(args []string) error {
 // importGCPercent is GOGC during an import (unless the user set GOGC). Its
 // live heap is a batch or two of keys, some megabytes whatever the input
 // (SQLite's pages live outside it), so with the default of 100 a
-// collection would start every few megabytes of garbage, costing a tenth
-// of the import's CPU; at 400 the heap stays some tens of megabytes.
+// collection would start every few megabytes of garbage, a measurable
+// part of the import's CPU (BENCHMARKS.md, goal 5); at 400 the heap stays some tens of megabytes.
 const importGCPercent = 400
 
 func importRun(ctx context.Context, opts *ImportOptions) error {
@@ -205,7 +205,7 @@ func importRun(ctx context.Context, opts *ImportOptions) error {
 	}
 	switch {
 	case err != nil:
-		return asUsage(err)
+		return err
 	case im.sum.Failed > 0:
 		return &cmdError{
 			code: exitError,
@@ -390,8 +390,8 @@ var errStopped = errors.New("import stopped")
 
 // pipeRecords runs produce in a goroutine of its own and hands the records
 // it emits to consume, in order, in the calling goroutine: reading and
-// checking the next records (JSON, SHA-256 of each secret; about a tenth of
-// an import's work) overlaps with the store writing the last batch. When
+// checking the next records (JSON, SHA-256 of each secret; BENCHMARKS.md,
+// goal 5) overlaps with the store writing the last batch. When
 // consume fails or ctx ends, produce is stopped at its next record but not
 // waited for: it may be blocked reading standard input, a terminal or a
 // pipe that nothing writes to.

@@ -139,7 +139,7 @@ func keysRun(ctx context.Context, opts *KeysOptions, a keysAction) error {
 	for _, id := range opts.IDs {
 		k, err := store.Get(ctx, id)
 		if err != nil {
-			return asUsage(err)
+			return err
 		}
 		if a.check != nil {
 			if err := a.check(k); err != nil {
@@ -163,7 +163,7 @@ func keysRun(ctx context.Context, opts *KeysOptions, a keysAction) error {
 	for _, k := range keys {
 		r, err := a.do(store, actx, k.ID)
 		if err != nil {
-			return asUsage(err)
+			return err
 		}
 		done = append(done, r)
 		success(f.IO, "%s %s (%s)", a.done, r.ID, output.Escape(r.Name))

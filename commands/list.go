@@ -95,7 +95,7 @@ func (opts *ListOptions) resolve(cmd *cobra.Command) error {
 	if opts.Expiring != "" {
 		d, err := keystore.ParseDuration(opts.Expiring)
 		if err != nil {
-			return asUsage(err)
+			return err
 		}
 		if d <= 0 {
 			return usageError("--expiring-within must be positive")
@@ -112,7 +112,7 @@ func (opts *ListOptions) resolve(cmd *cobra.Command) error {
 	if opts.Overprivileged {
 		d, err := keystore.ParseDuration(opts.Since)
 		if err != nil {
-			return asUsage(err)
+			return err
 		}
 		if d <= 0 {
 			return usageError("--since must be positive")
@@ -150,14 +150,14 @@ func keyFilter(f *Factory, status, env, scope, olderThan string) (keystore.ListF
 	lf.Environment = env
 	if scope != "" {
 		if _, err := keystore.FilterScopes(scope); err != nil {
-			return lf, asUsage(err)
+			return lf, err
 		}
 		lf.Scope = scope
 	}
 	if olderThan != "" {
 		d, err := keystore.ParseDuration(olderThan)
 		if err != nil {
-			return lf, asUsage(err)
+			return lf, err
 		}
 		lf.CreatedBefore = f.Now().Add(-d)
 	}
@@ -175,7 +175,7 @@ func metaFilter(pairs []string) (map[string]string, error) {
 		return nil, err
 	}
 	if err := keystore.CheckMetadataFilter(meta); err != nil {
-		return nil, asUsage(err)
+		return nil, err
 	}
 	return meta, nil
 }
@@ -202,7 +202,7 @@ func listRun(ctx context.Context, opts *ListOptions) error {
 		all := []any{}
 		for k, err := range keys {
 			if err != nil {
-				return asUsage(err)
+				return err
 			}
 			all = append(all, k)
 		}
@@ -216,7 +216,7 @@ func listRun(ctx context.Context, opts *ListOptions) error {
 		for k, err := range keys {
 			if err != nil {
 				w.Flush()
-				return asUsage(err)
+				return err
 			}
 			b = append(k.AppendJSON(b[:0]), '\n')
 			if _, err := w.Write(b); err != nil {
@@ -235,7 +235,7 @@ func listRun(ctx context.Context, opts *ListOptions) error {
 	n := 0
 	for k, err := range keys {
 		if err != nil {
-			return asUsage(err)
+			return err
 		}
 		n++
 		if width > 0 {
@@ -281,7 +281,7 @@ func streamJSONArray(out io.Writer, keys func(func(*keystore.Key, error) bool)) 
 	for k, err := range keys {
 		if err != nil {
 			w.Flush()
-			return asUsage(err)
+			return err
 		}
 		sep := ",\n  "
 		if n == 0 {
@@ -311,7 +311,7 @@ func listOverprivileged(ctx context.Context, opts *ListOptions, store keystore.S
 	var found []*keystore.Key
 	for k, err := range store.List(ctx, q) {
 		if err != nil {
-			return asUsage(err)
+			return err
 		}
 		if len(keystore.UnusedScopes(k, opts.sinceTime)) == 0 {
 			continue

@@ -206,7 +206,7 @@ func restoreRun(ctx context.Context, opts *ImportOptions, r io.Reader, input str
 		err = perr
 	}
 	if err != nil {
-		return withHint(asUsage(err), "import the file again: keys and events already imported are skipped")
+		return withHint(err, "import the file again: keys and events already imported are skipped")
 	}
 	return nil
 }

@@ -48,7 +48,7 @@ On a terminal keyctl asks before revoking; elsewhere (scripts, CI) pass --yes.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			for _, id := range args {
 				if err := keystore.CheckID(id); err != nil {
-					return asUsage(err)
+					return err
 				}
 			}
 			opts.IDs = args
@@ -87,14 +87,14 @@ func revokeRun(ctx context.Context, opts *RevokeOptions) error {
 	for _, id := range opts.IDs {
 		k, err := store.Get(ctx, id)
 		if err != nil {
-			return asUsage(err)
+			return err
 		}
 		keys = append(keys, k)
 	}
 	if len(opts.Meta) > 0 {
 		for k, err := range store.List(ctx, keystore.ListOptions{ListFilter: opts.Filter}) {
 			if err != nil {
-				return asUsage(err)
+				return err
 			}
 			keys = append(keys, k)
 		}
@@ -123,7 +123,7 @@ func revokeRun(ctx context.Context, opts *RevokeOptions) error {
 	for _, k := range keys {
 		r, err := store.Revoke(actx, k.ID)
 		if err != nil {
-			return asUsage(err)
+			return err
 		}
 		revoked = append(revoked, r)
 		success(f.IO, "Revoked %s (%s)", r.ID, output.Escape(r.Name))

@@ -28,7 +28,7 @@ import (
 // verify alone leaves them to their default action, which ends it at once
 // (shells report 130 too): it does one lookup and at most a one-row write,
 // atomic in SQLite, so it has nothing to finish, and catching the signals
-// cost about a tenth of its run, threads for the signals and, with a
+// cost a measurable part of its run, threads for the signals and, with a
 // context that can be cancelled, a goroutine per SQL statement
 // (BENCHMARKS.md, goal 3).
 func Main() int {

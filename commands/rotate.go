@@ -142,12 +142,12 @@ delivered, or is being delivered by another run, after a summary on stderr.`,
 func (opts *RotateOptions) resolve(cmd *cobra.Command, args []string) error {
 	grace, err := keystore.ParseDuration(opts.Grace)
 	if err != nil {
-		return asUsage(err)
+		return err
 	}
 	opts.Rotate.Grace = grace
 	timeout, err := keystore.ParseDuration(opts.DeliveryTimeout)
 	if err != nil {
-		return asUsage(err)
+		return err
 	}
 	if timeout < time.Second {
 		return usageError("--delivery-timeout must be at least 1s")
@@ -171,7 +171,7 @@ func (opts *RotateOptions) resolve(cmd *cobra.Command, args []string) error {
 			return nil
 		}
 		opts.ID = args[0]
-		return asUsage(keystore.CheckID(opts.ID))
+		return keystore.CheckID(opts.ID)
 	case opts.OlderThan == "":
 		return withHint(usageError("rotate needs a key ID, --self or --older-than"), "keyctl rotate KEY_ID, or keyctl rotate --older-than 90d")
 	}
@@ -226,7 +226,7 @@ func rotateRun(ctx context.Context, opts *RotateOptions) error {
 		key, err = store.Rotate(f.Context(context.WithoutCancel(ctx)), opts.ID, opts.Rotate)
 	}
 	if err != nil {
-		return asUsage(err)
+		return err
 	}
 	p := f.printer()
 	print := func(k *keystore.Key) error {
@@ -286,7 +286,7 @@ func rotateBatchRun(ctx context.Context, opts *RotateOptions) error {
 	var selfKey *keystore.Key
 	for k, err := range store.List(ctx, keystore.ListOptions{ListFilter: opts.Filter}) {
 		if err != nil {
-			return asUsage(err)
+			return err
 		}
 		if k.ID == self {
 			if opts.IncludeSelf {
@@ -302,7 +302,7 @@ func rotateBatchRun(ctx context.Context, opts *RotateOptions) error {
 	busyFilter.Rotatable, busyFilter.Delivering = false, true
 	for k, err := range store.List(ctx, keystore.ListOptions{ListFilter: busyFilter}) {
 		if err != nil {
-			return asUsage(err)
+			return err
 		}
 		if k.ID == self {
 			if opts.IncludeSelf {

@@ -10,9 +10,8 @@ import (
 
 // net/http enforces keyctl serve's timeouts (header, read, write, idle) by
 // moving each connection's deadlines some eight times per request. Most of
-// those moves add, change or delete a runtime timer, and on a bare
-// handler they cost about 2 µs of CPU per request, an eighth of the whole
-// cost of serving one.
+// those moves add, change or delete a runtime timer, a measurable part of
+// the cost of serving a request (BENCHMARKS.md, goal 2).
 //
 // A watchedConn keeps the deadlines that net/http asks for in memory, and
 // a deadlineWatch, ticking every few tens of milliseconds, enforces them:
@@ -22,7 +21,7 @@ import (
 // would have. A deadline already in the past when it is asked for (how
 // net/http interrupts its background read) reaches the socket at once, and
 // a later deadline undoes it. So a slow client is cut off at most one tick
-// later than net/http would (with ticks of at most 100ms, against timeouts
+// later than net/http would (with ticks of at most 100 milliseconds, against timeouts
 // of seconds), no socket deadline is set while requests come and go, and
 // what is left per request is what a server without timeouts does too.
 

@@ -12,7 +12,7 @@ import (
 // aim for. The live heap of a key service is a few megabytes (the SQLite
 // pages live outside it), so with Go's default GOGC=100 a collection would
 // start every few megabytes of garbage, many times a second under load,
-// costing a tenth of the CPU. Aiming at 32 MiB at least costs at most
+// a measurable part of the CPU (BENCHMARKS.md, goal 2). Aiming at 32 MiB at least costs at most
 // that much memory; a heap that grows larger (a big verification cache)
 // is collected as usual.
 const heapFloor = 32 << 20

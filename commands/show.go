@@ -49,7 +49,7 @@ func showRun(ctx context.Context, opts *ShowOptions) error {
 	for _, id := range opts.IDs {
 		k, err := store.Get(ctx, id)
 		if err != nil {
-			return asUsage(err)
+			return err
 		}
 		keys = append(keys, k)
 	}

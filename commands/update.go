@@ -69,7 +69,7 @@ records the change with reason narrow-to-used.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.ID = args[0]
 			if err := keystore.CheckID(opts.ID); err != nil {
-				return asUsage(err)
+				return err
 			}
 			if err := opts.resolve(cmd); err != nil {
 				return err
@@ -110,7 +110,7 @@ func (opts *UpdateOptions) resolve(cmd *cobra.Command) error {
 		}
 		d, err := keystore.ParseDuration(opts.Since)
 		if err != nil {
-			return asUsage(err)
+			return err
 		}
 		if d <= 0 {
 			return usageError("--since must be positive")
@@ -119,14 +119,14 @@ func (opts *UpdateOptions) resolve(cmd *cobra.Command) error {
 	}
 	if flagChanged(fl, "name") {
 		if err := keystore.CheckName(opts.Name); err != nil {
-			return asUsage(err)
+			return err
 		}
 		p.Name = &opts.Name
 	}
 	if len(opts.Scopes) > 0 {
 		scopes, err := keystore.ExpandScopes(opts.Scopes)
 		if err != nil {
-			return asUsage(err)
+			return err
 		}
 		if len(scopes) == 0 {
 			return usageError("--scope names no scope")
@@ -135,7 +135,7 @@ func (opts *UpdateOptions) resolve(cmd *cobra.Command) error {
 	}
 	if len(opts.RemoveScopes) > 0 {
 		if _, err := keystore.ExpandScopes(opts.RemoveScopes); err != nil {
-			return asUsage(err)
+			return err
 		}
 	}
 	if opts.NoExpiry && (opts.ExpiresIn != "" || opts.ExpiresAt != "") {
@@ -180,7 +180,7 @@ func updateRun(ctx context.Context, opts *UpdateOptions) error {
 	if opts.NarrowToUsed {
 		k, err := store.Get(ctx, opts.ID)
 		if err != nil {
-			return asUsage(err)
+			return err
 		}
 		kept, dropped, err := keystore.NarrowScopes(k, opts.sinceTime)
 		if err != nil {
@@ -197,10 +197,10 @@ func updateRun(ctx context.Context, opts *UpdateOptions) error {
 	if len(opts.RemoveScopes) > 0 {
 		k, err := store.Get(ctx, opts.ID)
 		if err != nil {
-			return asUsage(err)
+			return err
 		}
 		if p.Scopes, err = keystore.UpdateScopes(k.Scopes, p.Scopes, opts.RemoveScopes); err != nil {
-			return asUsage(err)
+			return err
 		}
 	}
 	k, err := store.Update(actx, opts.ID, p)
@@ -208,7 +208,7 @@ func updateRun(ctx context.Context, opts *UpdateOptions) error {
 		if keystore.ErrorCode(err) == keystore.ECONFLICT {
 			return withHint(err, "a revoked key cannot change; create a new one with keyctl create")
 		}
-		return asUsage(err)
+		return err
 	}
 	pr := f.printer()
 	if !pr.isTable() {
@@ -266,7 +266,7 @@ func keyIDsArgs(verb string) cobra.PositionalArgs {
 		}
 		for _, id := range args {
 			if err := keystore.CheckID(id); err != nil {
-				return asUsage(err)
+				return err
 			}
 		}
 		return nil

@@ -93,7 +93,7 @@ func (opts *VerifyOptions) resolve(args []string) error {
 	}
 	required, err := keystore.ExpandScopes(opts.Scopes)
 	if err != nil {
-		return asUsage(err)
+		return err
 	}
 	opts.Required = required
 	return nil
@@ -112,7 +112,7 @@ func verifyRun(ctx context.Context, opts *VerifyOptions) error {
 		}
 		v, err = store.Verify(ctx, opts.Secret, opts.Required)
 		if err != nil {
-			return asUsage(err)
+			return err
 		}
 	}
 	p := f.printer()

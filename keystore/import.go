@@ -12,8 +12,8 @@ import (
 // MaxImportBatch bounds the keys of one Store.Import call. A batch is one
 // transaction: a large one makes an import fast (each commit writes every
 // page of the indexes it touched, and the keys' IDs and hashes are random),
-// a bounded one keeps the store's write lock short for other writers (well
-// under a second at a million keys).
+// a bounded one keeps the store's write lock short for other writers
+// (BENCHMARKS.md, goal 5).
 const MaxImportBatch = 10000
 
 // Where an imported key came from: the secret itself, or only its SHA-256.

@@ -73,5 +73,5 @@ func (s *Server) importKeys(c *call) (result, error) {
 		reply.Errors = append(reply.Errors, e)
 	}
 	slices.SortStableFunc(reply.Errors, func(a, b keystore.ImportFailed) int { return a.Line - b.Line })
-	return ok(http.StatusOK, reply)
+	return dataReply(http.StatusOK, reply)
 }

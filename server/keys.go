@@ -65,7 +65,10 @@ type result struct {
 	value  envelope
 }
 
-func ok(status int, data any) (result, error) { return result{status, envelope{Data: data}}, nil }
+// dataReply is the result of an endpoint that succeeded with data.
+func dataReply(status int, data any) (result, error) {
+	return result{status, envelope{Data: data}}, nil
+}
 
 // endpoint wraps fn with the rate limit, authentication, the scope check,
 // reading the body and, with idempotent, Idempotency-Key replays.
@@ -250,7 +253,7 @@ func (s *Server) create(c *call) (result, error) {
 	if err != nil {
 		return result{}, err
 	}
-	return ok(http.StatusCreated, k)
+	return dataReply(http.StatusCreated, k)
 }
 
 // expandScopes accepts patterns (bots:*, *:read, *) as well as scopes. A
@@ -370,7 +373,7 @@ func (s *Server) show(c *call) (result, error) {
 	if err != nil {
 		return result{}, err
 	}
-	return ok(http.StatusOK, k)
+	return dataReply(http.StatusOK, k)
 }
 
 // lookup finds a key by the SHA-256 of its secret (64 hex digits), for
@@ -385,7 +388,7 @@ func (s *Server) lookup(c *call) (result, error) {
 	if err != nil {
 		return result{}, err
 	}
-	return ok(http.StatusOK, k)
+	return dataReply(http.StatusOK, k)
 }
 
 func decodeHex(dst []byte, s string) bool {
@@ -431,7 +434,7 @@ func (s *Server) rotateKey(c *call, id string) (result, error) {
 	if err != nil {
 		return result{}, err
 	}
-	return ok(http.StatusCreated, k)
+	return dataReply(http.StatusCreated, k)
 }
 
 // updateRequest is the body of PATCH /v1/api-keys/{id}: the members
@@ -489,7 +492,7 @@ func (s *Server) update(c *call) (result, error) {
 	if err != nil {
 		return result{}, err
 	}
-	return ok(http.StatusOK, k)
+	return dataReply(http.StatusOK, k)
 }
 
 // self answers which key the caller is.
@@ -498,7 +501,7 @@ func (s *Server) self(c *call) (result, error) {
 	if err != nil {
 		return result{}, err
 	}
-	return ok(http.StatusOK, k)
+	return dataReply(http.StatusOK, k)
 }
 
 func nonNilScopes(s []string) []string {
@@ -519,7 +522,7 @@ func (s *Server) disable(c *call) (result, error) {
 	if err != nil {
 		return result{}, err
 	}
-	return ok(http.StatusOK, k)
+	return dataReply(http.StatusOK, k)
 }
 
 func (s *Server) enable(c *call) (result, error) {
@@ -533,7 +536,7 @@ func (s *Server) enable(c *call) (result, error) {
 	if err != nil {
 		return result{}, err
 	}
-	return ok(http.StatusOK, k)
+	return dataReply(http.StatusOK, k)
 }
 
 func (s *Server) deleteKey(c *call) (result, error) {
@@ -547,7 +550,7 @@ func (s *Server) deleteKey(c *call) (result, error) {
 	if err != nil {
 		return result{}, err
 	}
-	return ok(http.StatusOK, k)
+	return dataReply(http.StatusOK, k)
 }
 
 // mayChange checks that the caller may change key id: an admin key may
@@ -590,7 +593,7 @@ func (s *Server) confirmDelivery(c *call) (result, error) {
 	if err != nil {
 		return result{}, err
 	}
-	return ok(http.StatusOK, k)
+	return dataReply(http.StatusOK, k)
 }
 
 func (s *Server) revoke(c *call) (result, error) {
@@ -605,7 +608,7 @@ func (s *Server) revoke(c *call) (result, error) {
 	if err != nil {
 		return result{}, err
 	}
-	return ok(http.StatusOK, k)
+	return dataReply(http.StatusOK, k)
 }
 
 // mayManage is the rule of test keys: a test key (sk_test_) manages test
@@ -658,13 +661,13 @@ func (s *Server) verify(c *call) (result, error) {
 		if err := s.into.VerifyInto(c.ctx, req.Key, scopes, &room.ver, &room.key, &room.used); err != nil {
 			return result{}, err
 		}
-		return ok(http.StatusOK, &room.ver)
+		return dataReply(http.StatusOK, &room.ver)
 	}
 	v, err := s.store.Verify(c.ctx, req.Key, scopes)
 	if err != nil {
 		return result{}, err
 	}
-	return ok(http.StatusOK, v)
+	return dataReply(http.StatusOK, v)
 }
 
 // verifierInto is a store that verifies into the caller's memory:

@@ -15,10 +15,8 @@ import (
 // process runs PRAGMA integrity_check, which also checks that every index
 // agrees with its table; a larger store gets PRAGMA quick_check, which
 // checks every page, record and free list in one pass but not the indexes'
-// contents, at a seventh of the cost. At 4 KiB pages that is 4 MiB, some
-// 10,000 keys, checked fully in about 0.1 s; quick_check takes about 0.2 s
-// per 100,000 keys (measured with 150,000: 0.2 to 0.36 s, where
-// integrity_check took 1.4 s).
+// contents, at a fraction of the cost. At 4 KiB pages that is 4 MiB, some
+// 10,000 keys (BENCHMARKS.md, figures behind the code, gives the times).
 const fullCheckPages = 1024
 
 // DamagedError is the error of a write to a store that SQLite's integrity
