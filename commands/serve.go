@@ -3,49 +3,15 @@ package commands
 import (
 	"context"
 	"crypto/tls"
-	"errors"
-	"fmt"
-	"log/slog"
 	"math"
 	"net"
-	"net/http"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/chatbotplatform/keyctl/keystore"
 	"github.com/chatbotplatform/keyctl/server"
-)
-
-// Timeouts of keyctl serve's connections: readHeaderTimeout closes those
-// that trickle their headers (slowloris), readTimeout those that trickle a
-// request, writeTimeout those that do not read the reply, idleTimeout
-// idle keep-alive connections. Variables only so that a test can shorten
-// them.
-var (
-	readHeaderTimeout = 5 * time.Second
-	readTimeout       = 30 * time.Second
-	writeTimeout      = 60 * time.Second
-	idleTimeout       = 120 * time.Second
-)
-
-// deadlineTick is how often the deadlines of keyctl serve's connections
-// are checked: how late, at most, a timeout cuts a connection off.
-func deadlineTick() time.Duration {
-	return min(100*time.Millisecond, min(readHeaderTimeout, readTimeout, writeTimeout, idleTimeout)/10)
-}
-
-// HTTP server limits of keyctl serve.
-const (
-	maxHeaderBytes  = 64 << 10
-	shutdownTimeout = 10 * time.Second
-
-	// logFlushInterval bounds how long the line of a request waits in
-	// memory before it is written (see server.LogBuffer): one write per
-	// request was a measurable part of serving one.
-	logFlushInterval = 100 * time.Millisecond
 )
 
 // ServeOptions are the inputs of keyctl serve.
@@ -175,11 +141,10 @@ func serveRun(ctx context.Context, opts *ServeOptions) error {
 	f := opts.f
 	var tlsConfig *tls.Config
 	if opts.TLSCert != "" {
-		cert, err := tls.LoadX509KeyPair(opts.TLSCert, opts.TLSKey)
-		if err != nil {
+		var err error
+		if tlsConfig, err = server.LoadCertificate(opts.TLSCert, opts.TLSKey); err != nil {
 			return usageError("cannot load --tls-cert and --tls-key: %s", oneLine(err.Error()))
 		}
-		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
 	// Every request verifies its bearer key: from memory, exactly (see
 	// keystore/sqlite's cache).
@@ -188,71 +153,10 @@ func serveRun(ctx context.Context, opts *ServeOptions) error {
 	if err != nil {
 		return err
 	}
-	// Request lines are written in batches, and at the latest
-	// logFlushInterval after they are logged; other lines at once.
-	logs := server.NewLogBuffer(f.IO.ErrOut, logFlushInterval)
-	defer logs.Close()
-	logger := server.NewLogger(logs)
-	limits, err := connLimitsFor(openFileLimit())
-	if err != nil {
-		return err
-	}
-	handler := server.New(store, server.Options{Logger: logger, RateLimit: opts.Rate, TestKeysManageLive: opts.TestKeysManageLive, Shed: isShed})
-	// Expired idempotent replies go at start and every 10 minutes.
-	go handler.PurgeReplaysEvery(ctx, server.PurgeInterval)
-	srv := &http.Server{
-		Handler:           handler,
-		ReadHeaderTimeout: readHeaderTimeout,
-		ReadTimeout:       readTimeout,
-		WriteTimeout:      writeTimeout,
-		IdleTimeout:       idleTimeout,
-		MaxHeaderBytes:    maxHeaderBytes,
-		TLSConfig:         tlsConfig,
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
-		ConnContext:       markShed,
-	}
-	var lc net.ListenConfig
-	ln, err := lc.Listen(ctx, "tcp", opts.Addr)
-	if err != nil {
-		return fmt.Errorf("listen on %s: %w", opts.Addr, err)
-	}
-	// The connections' deadlines, which enforce the timeouts above, are
-	// kept by a watch (see watchedConn), under TLS too.
-	watch := watchDeadlines(deadlineTick())
-	defer watch.Stop()
-	ln = watch.listener(newLimitListener(ln, limits))
-	scheme := "http"
-	if tlsConfig != nil {
-		scheme = "https"
-		ln = tls.NewListener(ln, tlsConfig)
-	} else {
-		ln = envelopeListener{ln, logger}
-	}
-	url := scheme + "://" + ln.Addr().String()
-	if limits.total > 0 {
-		logger.Info("listening on "+url, "url", url, "api", url+"/v1", "max_connections", limits.serve, "shed_connections", limits.total-limits.serve)
-	} else {
-		logger.Info("listening on "+url, "url", url, "api", url+"/v1")
-	}
-
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
-	go keepHeapFloor(ctx)
-	select {
-	case err := <-served:
-		return fmt.Errorf("serve on %s: %w", url, err)
-	case <-ctx.Done():
-	}
-	logger.Info("shutting down")
-	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
-	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
-		srv.Close()
-		return fmt.Errorf("shut down: %w", err)
-	}
-	if err := <-served; err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return fmt.Errorf("serve on %s: %w", url, err)
-	}
-	logger.Info("stopped")
-	return nil
+	return server.ListenAndServe(ctx, store, server.Config{
+		Addr:    opts.Addr,
+		TLS:     tlsConfig,
+		Log:     f.IO.ErrOut,
+		Options: server.Options{RateLimit: opts.Rate, TestKeysManageLive: opts.TestKeysManageLive},
+	})
 }

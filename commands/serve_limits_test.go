@@ -16,20 +16,8 @@ import (
 	"time"
 
 	"github.com/chatbotplatform/keyctl/keystore"
+	"github.com/chatbotplatform/keyctl/server"
 )
-
-func TestConnLimitsFor(t *testing.T) {
-	if lim, err := connLimitsFor(0); err != nil || lim.total != 0 {
-		t.Errorf("no limit known: %+v, %v; want no limit", lim, err)
-	}
-	lim, err := connLimitsFor(400)
-	if err != nil || lim.total != 400-fdReserve() || lim.serve >= lim.total || lim.serve < lim.total*8/10 {
-		t.Errorf("connLimitsFor(400) = %+v, %v", lim, err)
-	}
-	if _, err := connLimitsFor(uint64(fdReserve() + 3)); err == nil || !strings.Contains(err.Error(), "ulimit -n") {
-		t.Errorf("a limit too low: %v, want an error naming ulimit -n", err)
-	}
-}
 
 // Under a low limit of open files, a burst of clients gets only 2xx and 503
 // replies with Retry-After, never a 500 (a store that could not open a
@@ -116,10 +104,10 @@ func TestServeShedsLoadUnderFileLimit(t *testing.T) {
 		return len(ents)
 	}
 	n := fds()
-	for deadline := time.Now().Add(10 * time.Second); n > fdReserve() && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+	for deadline := time.Now().Add(10 * time.Second); n > server.FDReserve() && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
 		n = fds()
 	}
-	if n > fdReserve() {
-		t.Errorf("%d descriptors open after the burst, want at most %d", n, fdReserve())
+	if n > server.FDReserve() {
+		t.Errorf("%d descriptors open after the burst, want at most %d", n, server.FDReserve())
 	}
 }

@@ -10,7 +10,6 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
-	"io"
 	"math/big"
 	"net"
 	"net/http"
@@ -232,89 +231,4 @@ func (l *lockedBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
-}
-
-// shortTimeouts shortens keyctl serve's timeouts for a test.
-func shortTimeouts(t *testing.T, header, read, write, idle time.Duration) {
-	saved := []time.Duration{readHeaderTimeout, readTimeout, writeTimeout, idleTimeout}
-	readHeaderTimeout, readTimeout, writeTimeout, idleTimeout = header, read, write, idle
-	t.Cleanup(func() {
-		readHeaderTimeout, readTimeout, writeTimeout, idleTimeout = saved[0], saved[1], saved[2], saved[3]
-	})
-}
-
-// startServe runs keyctl serve on a new store until the test ends, and
-// returns its address.
-func startServe(t *testing.T) string {
-	t.Helper()
-	dir := t.TempDir()
-	logs := &lockedBuffer{}
-	f := NewFactory(output.Test(strings.NewReader(""), &bytes.Buffer{}, logs), time.Now)
-	f.Settings.StorePath = filepath.Join(dir, "keys.db")
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- serveRun(ctx, &ServeOptions{f: f, Addr: "127.0.0.1:0"}) }()
-	t.Cleanup(func() { cancel(); <-done; f.Close() })
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		if m := regexp.MustCompile(`"msg":"listening on http://(127\.0\.0\.1:\d+)"`).FindStringSubmatch(logs.String()); m != nil {
-			return m[1]
-		} else if time.Now().After(deadline) {
-			t.Fatalf("no listening line:\n%s", logs)
-		}
-	}
-}
-
-// closedWithin sends req on a new connection to addr, reads until the
-// server closes it, and checks that it did so after about want.
-func closedWithin(t *testing.T, addr, req string, want time.Duration) string {
-	t.Helper()
-	conn, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	if _, err := conn.Write([]byte(req)); err != nil {
-		t.Fatal(err)
-	}
-	start := time.Now()
-	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
-	got, err := io.ReadAll(conn)
-	elapsed := time.Since(start)
-	if ne, ok := err.(net.Error); ok && ne.Timeout() {
-		t.Fatalf("the server still held the connection after %v", elapsed)
-	}
-	if elapsed < want*3/4 || elapsed > want+3*time.Second {
-		t.Errorf("connection closed after %v, want about %v", elapsed, want)
-	}
-	return string(got)
-}
-
-// A client that sends its headers a byte at a time must not hold a
-// connection open: keyctl serve closes it after the header timeout.
-func TestServeClosesSlowHeaders(t *testing.T) {
-	shortTimeouts(t, 300*time.Millisecond, 30*time.Second, time.Minute, 2*time.Minute)
-	addr := startServe(t)
-	closedWithin(t, addr, "GET /healthz HTTP/1.1\r\nHost: x\r\n", 300*time.Millisecond)
-}
-
-// Nor one that sends its body slowly: it is cut off at the read timeout.
-// The handler has answered (401: no API key) before reading the body; the
-// server then waits for the rest of the body, as long as the read timeout.
-func TestServeClosesSlowBody(t *testing.T) {
-	shortTimeouts(t, 200*time.Millisecond, 600*time.Millisecond, time.Minute, 2*time.Minute)
-	addr := startServe(t)
-	got := closedWithin(t, addr, "POST /v1/api-keys/verify HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"key\":", 600*time.Millisecond)
-	if !strings.HasPrefix(got, "HTTP/1.1 401 ") {
-		t.Errorf("reply %q, want a 401", got)
-	}
-}
-
-// Nor an idle keep-alive connection, after the idle timeout.
-func TestServeClosesIdle(t *testing.T) {
-	shortTimeouts(t, 200*time.Millisecond, 200*time.Millisecond, time.Minute, 700*time.Millisecond)
-	addr := startServe(t)
-	got := closedWithin(t, addr, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", 700*time.Millisecond)
-	if !strings.HasPrefix(got, "HTTP/1.1 200 ") || strings.Contains(got, "Connection: close") {
-		t.Errorf("reply %q, want a 200 on a connection kept alive", got)
-	}
 }

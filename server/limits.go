@@ -1,4 +1,4 @@
-package commands
+package server
 
 import (
 	"context"
@@ -8,8 +8,8 @@ import (
 	"net/http"
 	"sync"
 
+	"github.com/chatbotplatform/keyctl/keystore"
 	"github.com/chatbotplatform/keyctl/keystore/sqlite"
-	"github.com/chatbotplatform/keyctl/server"
 )
 
 // keyctl serve bounds its connections by the process's descriptor limit
@@ -21,10 +21,10 @@ import (
 // accepting, and further clients wait in the kernel's queue, which holds
 // no descriptor of the process.
 
-// fdReserve is the descriptors kept for other than connections: the
+// FDReserve is the descriptors kept for other than connections: the
 // standard streams, the listener, the poller, the log, the store's
 // connections and the files of TLS, the config and the like.
-func fdReserve() int {
+func FDReserve() int {
 	return sqlite.FilesPerConn*sqlite.DefaultMaxConns + 64
 }
 
@@ -42,9 +42,9 @@ func connLimitsFor(nofile uint64) (connLimits, error) {
 	if nofile == 0 || nofile > 1<<30 {
 		return connLimits{}, nil
 	}
-	room := int(nofile) - fdReserve()
+	room := int(nofile) - FDReserve()
 	if room < minConnRoom {
-		return connLimits{}, usageError("the limit of open files (ulimit -n) is %d; keyctl serve needs at least %d", nofile, fdReserve()+minConnRoom)
+		return connLimits{}, keystore.Errorf(keystore.EINVALID, "the limit of open files (ulimit -n) is %d; keyctl serve needs at least %d", nofile, FDReserve()+minConnRoom)
 	}
 	shed := max(4, room/10)
 	return connLimits{serve: room - shed, total: room}, nil
@@ -146,7 +146,7 @@ func markShed(ctx context.Context, c net.Conn) context.Context {
 	}
 }
 
-// isShed is server.Options.Shed for keyctl serve.
+// isShed is Options.Shed for ListenAndServe.
 func isShed(r *http.Request) bool {
 	shed, _ := r.Context().Value(shedKey{}).(bool)
 	return shed
@@ -154,7 +154,7 @@ func isShed(r *http.Request) bool {
 
 // envelopeListener wraps each connection of a plain-HTTP listener so that
 // net/http's own plain-text error replies (431, 400, 501, 505: see
-// server.RewriteHTTPError) go out as the API's JSON error envelope. Over
+// RewriteHTTPError) go out as the API's JSON error envelope. Over
 // TLS net/http writes them to the *tls.Conn, which must stay its own type,
 // so they stay plain text there.
 type envelopeListener struct {
@@ -177,7 +177,7 @@ type envelopeConn struct {
 
 func (c *envelopeConn) Write(b []byte) (int, error) {
 	if len(b) > 9 && b[9] >= '4' && string(b[:9]) == "HTTP/1.1 " { // an error status, maybe net/http's own
-		if reply, status, id, ok := server.RewriteHTTPError(b); ok {
+		if reply, status, id, ok := RewriteHTTPError(b); ok {
 			c.log.Warn("request refused before it reached the API", "status", status, "request_id", id, "remote", c.RemoteAddr().String())
 			if _, err := c.Conn.Write(reply); err != nil {
 				return 0, err

@@ -1,4 +1,4 @@
-package commands
+package server
 
 import (
 	"bufio"
@@ -14,13 +14,13 @@ import (
 // The replies that net/http writes itself, before the API's handler runs,
 // come as the API's JSON error envelope too.
 func TestServeHTTPErrorsAsEnvelope(t *testing.T) {
-	addr := startServe(t)
+	addr := startServe(t, Timeouts{})
 	for _, tt := range []struct {
 		name, req string
 		status    int
 		code      string
 	}{
-		{"headers over the limit", "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + strings.Repeat("a", maxHeaderBytes+8192) + "\r\n\r\n", 431, "too_large"},
+		{"headers over the limit", "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + strings.Repeat("a", MaxHeaderBytes+8192) + "\r\n\r\n", 431, "too_large"},
 		{"two Content-Lengths", "POST /v1/api-keys HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab", 400, "invalid"},
 		{"bad request line", "GARBAGE\r\n\r\n", 400, "invalid"},
 		{"no Host", "GET /healthz HTTP/1.1\r\n\r\n", 400, "invalid"},
