@@ -76,9 +76,9 @@ func restoreRun(ctx context.Context, opts *ImportOptions, r io.Reader, input str
 	sw := bufio.NewWriterSize(spool, 64<<10)
 	bar := f.IO.NewProgress("checking", 0)
 	var keys, events int
-	err = readLines(r, func(n int, line []byte, tooLong bool) error {
+	err = keystore.ReadLines(r, func(n int, line []byte, tooLong bool) error {
 		if tooLong {
-			return usageError("line %d: longer than %d bytes", n, maxImportLine)
+			return usageError("line %d: longer than %d bytes", n, keystore.MaxImportLine)
 		}
 		if n == 1 || len(bytes.TrimSpace(line)) == 0 {
 			return nil // the header, checked already
@@ -160,7 +160,7 @@ func restoreRun(ctx context.Context, opts *ImportOptions, r io.Reader, input str
 		bar.Show(done, fmt.Sprintf("%d events", sum.EventsImported+sum.EventsSkipped))
 		return err
 	}
-	err = readLines(bufio.NewReaderSize(ctxReader{ctx, spool}, 64<<10), func(n int, line []byte, _ bool) error {
+	err = keystore.ReadLines(bufio.NewReaderSize(ctxReader{ctx, spool}, 64<<10), func(n int, line []byte, _ bool) error {
 		var l exportLine
 		json.Unmarshal(line, &l)
 		if l.Type == keystore.ExportTypeKey {

@@ -424,41 +424,6 @@ func typedFlags(fs *pflag.FlagSet) map[string]bool {
 	return typed
 }
 
-// payload is the input of a webhook command: stdin or an open file.
-type payload struct {
-	io.Reader
-	file    *os.File // nil for stdin
-	regular bool     // a regular file, which can be opened again
-}
-
-func (p *payload) Close() error {
-	if p.file == nil {
-		return nil
-	}
-	return p.file.Close()
-}
-
-// openPayload opens FILE, or takes stdin for -.
-func openPayload(f *Factory, name string) (*payload, error) {
-	if name == "-" {
-		return &payload{Reader: f.IO.In}, nil
-	}
-	file, err := os.Open(name)
-	if err != nil {
-		return nil, usageError("open %s: %s", name, pathErr(err))
-	}
-	info, err := file.Stat()
-	if err != nil {
-		file.Close()
-		return nil, usageError("open %s: %s", name, pathErr(err))
-	}
-	if info.IsDir() {
-		file.Close()
-		return nil, usageError("open %s: is a directory", name)
-	}
-	return &payload{Reader: file, file: file, regular: info.Mode().IsRegular()}, nil
-}
-
 // reopenPayload opens a regular file again to send it, after checking it
 // still holds at least the n bytes that were signed.
 func reopenPayload(name string, n int64) (io.ReadCloser, error) {
@@ -471,19 +436,6 @@ func reopenPayload(name string, n int64) (io.ReadCloser, error) {
 		return nil, fmt.Errorf("%s changed after it was signed; sign and send it again", name)
 	}
 	return file, nil
-}
-
-// ctxReader stops a long read when the command is interrupted.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
 }
 
 type countingWriter struct{ n int64 }
