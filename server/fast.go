@@ -9,6 +9,7 @@ import (
 
 	"github.com/chatbotplatform/keyctl/internal/plainjson"
 	"github.com/chatbotplatform/keyctl/keystore"
+	"github.com/chatbotplatform/keyctl/keystore/apiv1"
 )
 
 // The verify endpoint is on the hot path of every API request of the
@@ -21,7 +22,7 @@ import (
 // It reports false, leaving req unusable, for anything it does not read
 // exactly as encoding/json would: escapes, other member names or letter
 // cases, repeated members, nulls.
-func parseVerifyFast(body []byte, req *verifyRequest, room []string) bool {
+func parseVerifyFast(body []byte, req *apiv1.VerifyRequest, room []string) bool {
 	p := plainjson.NewScanner(body)
 	p.Space()
 	if !p.Take('{') {

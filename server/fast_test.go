@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"github.com/chatbotplatform/keyctl/keystore/apiv1"
 	"log/slog"
 	"math"
 	"math/rand/v2"
@@ -19,7 +20,7 @@ import (
 
 // A body the fast path reads must be read as decodeBody reads it.
 func checkVerifyFast(t *testing.T, body []byte) {
-	var fast, roomy verifyRequest
+	var fast, roomy apiv1.VerifyRequest
 	ok := parseVerifyFast(body, &fast, nil)
 	if ok != parseVerifyFast(body, &roomy, make([]string, 1)) || (ok && !reflect.DeepEqual(fast, roomy)) {
 		t.Fatalf("body %q: read %#v without room for scopes, %#v with", body, fast, roomy)
@@ -27,7 +28,7 @@ func checkVerifyFast(t *testing.T, body []byte) {
 	if !ok {
 		return
 	}
-	var slow verifyRequest
+	var slow apiv1.VerifyRequest
 	if err := decodeBody(body, &slow, false); err != nil {
 		t.Fatalf("fast path read %q, which decodeBody refuses: %v", body, err)
 	}
@@ -49,7 +50,7 @@ func TestParseVerifyFast(t *testing.T) {
 	for _, b := range verifyBodies {
 		checkVerifyFast(t, []byte(b))
 	}
-	var req verifyRequest
+	var req apiv1.VerifyRequest
 	if !parseVerifyFast([]byte(`{"key":"k","scopes":["a"]}`), &req, nil) || req.Key != "k" || len(req.Scopes) != 1 {
 		t.Errorf("the usual body is not on the fast path: %#v", req)
 	}
@@ -275,7 +276,7 @@ func BenchmarkParseVerify(b *testing.B) {
 	b.Run("fast", func(b *testing.B) {
 		var room [4]string
 		for b.Loop() {
-			var req verifyRequest
+			var req apiv1.VerifyRequest
 			if !parseVerifyFast(body, &req, room[:]) {
 				b.Fatal("not read")
 			}
@@ -283,7 +284,7 @@ func BenchmarkParseVerify(b *testing.B) {
 	})
 	b.Run("strict", func(b *testing.B) {
 		for b.Loop() {
-			var req verifyRequest
+			var req apiv1.VerifyRequest
 			if err := decodeBody(body, &req, false); err != nil {
 				b.Fatal(err)
 			}

@@ -7,6 +7,7 @@ import (
 	"strconv"
 
 	"github.com/chatbotplatform/keyctl/keystore"
+	"github.com/chatbotplatform/keyctl/keystore/apiv1"
 )
 
 // net/http answers some malformed requests itself, before any handler
@@ -42,9 +43,9 @@ func RewriteHTTPError(b []byte) (reply []byte, status int, id string, ok bool) {
 	case http.StatusRequestHeaderFieldsTooLarge:
 		code, msg = keystore.ETOOLARGE, "request headers over the limit of the server"
 	case http.StatusNotImplemented:
-		code, msg = "not_implemented", "unsupported transfer encoding"
+		code, msg = apiv1.ENOTIMPLEMENTED, "unsupported transfer encoding"
 	case http.StatusHTTPVersionNotSupported:
-		code, msg = "http_version_not_supported", "unsupported HTTP version: the API speaks HTTP/1.1"
+		code, msg = apiv1.EHTTPVERSION, "unsupported HTTP version: the API speaks HTTP/1.1"
 	default:
 		// "400 Bad Request: missing required Host header"
 		if _, why, found := bytes.Cut(body, []byte(": ")); found && len(why) > 0 {

@@ -6,27 +6,8 @@ import (
 	"slices"
 
 	"github.com/chatbotplatform/keyctl/keystore"
+	"github.com/chatbotplatform/keyctl/keystore/apiv1"
 )
-
-// MaxImportRecords bounds the records of one import request; each request
-// is one transaction of the store.
-const MaxImportRecords = 1000
-
-// importRequest is the body of POST /v1/api-keys/import: import records as
-// in an import file (keystore.ImportRecord), at most MaxImportRecords of
-// them. Each is decoded on its own, so that a bad one fails alone.
-type importRequest struct {
-	Keys []keystore.JSONValue `json:"keys"`
-}
-
-// importReply is the data of the reply: the counts, and one error per
-// record that was not imported, by its position in keys (from 1).
-type importReply struct {
-	Imported int                     `json:"imported"`
-	Skipped  int                     `json:"skipped"`
-	Failed   int                     `json:"failed"`
-	Errors   []keystore.ImportFailed `json:"errors"`
-}
 
 // importKeys checks each record as keyctl import checks a line of a file
 // (keystore.DecodeImportRecord), and hands the good ones to the store,
@@ -34,18 +15,18 @@ type importReply struct {
 // A record with a secret (key) is fine on the wire; it is hashed here, and
 // neither the body nor an error message ever holds it.
 func (s *Server) importKeys(c *call) (result, error) {
-	var req importRequest
+	var req apiv1.ImportRequest
 	if err := decodeBody(c.body, &req, false); err != nil {
 		return result{}, err
 	}
 	if req.Keys == nil {
 		return result{}, keystore.Errorf(keystore.EINVALID, `the request body needs "keys": a list of import records`)
 	}
-	if len(req.Keys) > MaxImportRecords {
+	if len(req.Keys) > apiv1.MaxImportRecords {
 		return result{}, keystore.Errorf(keystore.EINVALID,
-			"%d import records in one request, at most %d: send them in several requests", len(req.Keys), MaxImportRecords)
+			"%d import records in one request, at most %d: send them in several requests", len(req.Keys), apiv1.MaxImportRecords)
 	}
-	reply := importReply{Errors: []keystore.ImportFailed{}}
+	reply := apiv1.ImportReply{Errors: []keystore.ImportFailed{}}
 	keys := make([]keystore.ImportKey, 0, len(req.Keys))
 	positions := make([]int, 0, len(req.Keys)) // of keys[i] in req.Keys, from 1
 	for i, raw := range req.Keys {

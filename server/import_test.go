@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/chatbotplatform/keyctl/keystore"
+	"github.com/chatbotplatform/keyctl/keystore/apiv1"
 	"github.com/chatbotplatform/keyctl/server"
 )
 
@@ -92,7 +93,7 @@ func TestImportRefused(t *testing.T) {
 	record := func() string {
 		return `{"name": "k", "scopes": ["admin"], "key": "` + newSecret(t) + `"}`
 	}
-	many := make([]string, server.MaxImportRecords+1)
+	many := make([]string, apiv1.MaxImportRecords+1)
 	for i := range many {
 		many[i] = record()
 	}
@@ -108,7 +109,7 @@ func TestImportRefused(t *testing.T) {
 		{"keys not a list", f.admin.Secret, `{"keys": {}}`, 400, keystore.EINVALID},
 		{"unknown field", f.admin.Secret, `{"keys": [], "dry_run": true}`, 400, keystore.EINVALID},
 		{"too many records", f.admin.Secret, `{"keys": [` + strings.Join(many, ",") + `]}`, 400, keystore.EINVALID},
-		{"over 1 MiB", f.admin.Secret, `{"keys": [{"name": "` + strings.Repeat("n", server.MaxBodyBytes) + `"}]}`, 413, keystore.ETOOLARGE},
+		{"over 1 MiB", f.admin.Secret, `{"keys": [{"name": "` + strings.Repeat("n", apiv1.MaxBodyBytes) + `"}]}`, 413, keystore.ETOOLARGE},
 	} {
 		wantError(t, tt.name, f.do("POST", "/v1/api-keys/import", tt.token, tt.body), tt.status, tt.code)
 	}

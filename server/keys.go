@@ -14,12 +14,7 @@ import (
 	"time"
 
 	"github.com/chatbotplatform/keyctl/keystore"
-)
-
-// Paging of GET /v1/api-keys, as in the platform's other lists.
-const (
-	DefaultPerPage = 20
-	MaxPerPage     = 100
+	"github.com/chatbotplatform/keyctl/keystore/apiv1"
 )
 
 // invalidKey is the one reply to every bearer that does not authenticate,
@@ -215,17 +210,8 @@ func decodeBody(body []byte, v any, allowEmpty bool) error {
 	return nil
 }
 
-// createRequest is the body of POST /v1/api-keys.
-type createRequest struct {
-	Name        string            `json:"name"`
-	Scopes      []string          `json:"scopes"`
-	Environment string            `json:"environment"`
-	ExpiresAt   *string           `json:"expires_at"`
-	Metadata    map[string]string `json:"metadata"`
-}
-
 func (s *Server) create(c *call) (result, error) {
-	var req createRequest
+	var req apiv1.CreateRequest
 	if err := decodeBody(c.body, &req, false); err != nil {
 		return result{}, err
 	}
@@ -267,20 +253,13 @@ func expandScopes(scopes []string) ([]string, error) {
 	return scopes, nil
 }
 
-// listMeta is the meta of a page of keys.
-type listMeta struct {
-	Page    int `json:"page"`
-	PerPage int `json:"per_page"`
-	Total   int `json:"total"`
-}
-
 func (s *Server) list(c *call) (result, error) {
 	q := c.r.URL.Query()
 	page, err := intParam(q, "page", 1, 1, math.MaxInt32)
 	if err != nil {
 		return result{}, err
 	}
-	perPage, err := intParam(q, "per_page", DefaultPerPage, 1, MaxPerPage)
+	perPage, err := intParam(q, "per_page", apiv1.DefaultPerPage, 1, apiv1.MaxPerPage)
 	if err != nil {
 		return result{}, err
 	}
@@ -300,7 +279,7 @@ func (s *Server) list(c *call) (result, error) {
 		}
 		keys = append(keys, k)
 	}
-	return result{http.StatusOK, envelope{Data: keys, Meta: listMeta{page, perPage, total}}}, nil
+	return result{http.StatusOK, envelope{Data: keys, Meta: apiv1.ListMeta{Page: page, PerPage: perPage, Total: total}}}, nil
 }
 
 // intParam reads a whole-number query parameter between lo and hi.
@@ -396,13 +375,6 @@ func decodeHex(dst []byte, s string) bool {
 	return err == nil && n == len(dst)
 }
 
-// rotateRequest is the body of POST /v1/api-keys/{id}/rotate; it may be
-// empty.
-type rotateRequest struct {
-	GraceSeconds         int64 `json:"grace_seconds"`
-	AwaitDeliverySeconds int64 `json:"await_delivery_seconds"`
-}
-
 func (s *Server) rotate(c *call) (result, error) {
 	return s.rotateKey(c, c.r.PathValue("id"))
 }
@@ -413,7 +385,7 @@ func (s *Server) rotateSelf(c *call) (result, error) {
 }
 
 func (s *Server) rotateKey(c *call, id string) (result, error) {
-	var req rotateRequest
+	var req apiv1.RotateRequest
 	if err := decodeBody(c.body, &req, true); err != nil {
 		return result{}, err
 	}
@@ -437,21 +409,11 @@ func (s *Server) rotateKey(c *call, id string) (result, error) {
 	return dataReply(http.StatusCreated, k)
 }
 
-// updateRequest is the body of PATCH /v1/api-keys/{id}: the members
-// present change. expires_at null clears the expiry; a metadata value null
-// unsets that entry.
-type updateRequest struct {
-	Name      *string            `json:"name"`
-	Scopes    []string           `json:"scopes"`
-	ExpiresAt keystore.JSONValue `json:"expires_at"`
-	Metadata  map[string]*string `json:"metadata"`
-}
-
 func (s *Server) update(c *call) (result, error) {
 	if err := s.mayManageKey(c, c.r.PathValue("id"), "update"); err != nil {
 		return result{}, err
 	}
-	var req updateRequest
+	var req apiv1.UpdateRequest
 	if err := decodeBody(c.body, &req, false); err != nil {
 		return result{}, err
 	}
@@ -637,17 +599,11 @@ func (s *Server) mayManageKey(c *call, id, verb string) error {
 	return s.mayManage(c, k.Environment, verb+" live key "+k.ID)
 }
 
-// verifyRequest is the body of POST /v1/api-keys/verify.
-type verifyRequest struct {
-	Key    string   `json:"key"`
-	Scopes []string `json:"scopes"`
-}
-
 // verify answers 200 whether or not the key is valid: the result says.
 func (s *Server) verify(c *call) (result, error) {
-	var req verifyRequest
+	var req apiv1.VerifyRequest
 	if !parseVerifyFast(c.body, &req, c.room.scopes[:]) {
-		req = verifyRequest{}
+		req = apiv1.VerifyRequest{}
 		if err := decodeBody(c.body, &req, false); err != nil {
 			return result{}, err
 		}
@@ -684,7 +640,7 @@ func (s *Server) audit(c *call) (result, error) {
 	if err != nil {
 		return result{}, err
 	}
-	perPage, err := intParam(q, "per_page", DefaultPerPage, 1, MaxPerPage)
+	perPage, err := intParam(q, "per_page", apiv1.DefaultPerPage, 1, apiv1.MaxPerPage)
 	if err != nil {
 		return result{}, err
 	}
@@ -708,5 +664,5 @@ func (s *Server) audit(c *call) (result, error) {
 	if events == nil {
 		events = []keystore.Event{}
 	}
-	return result{http.StatusOK, envelope{Data: events, Meta: listMeta{page, perPage, total}}}, nil
+	return result{http.StatusOK, envelope{Data: events, Meta: apiv1.ListMeta{Page: page, PerPage: perPage, Total: total}}}, nil
 }

@@ -28,14 +28,8 @@ import (
 	"time"
 
 	"github.com/chatbotplatform/keyctl/keystore"
+	"github.com/chatbotplatform/keyctl/keystore/apiv1"
 )
-
-// EOVERLOADED is the error code of a 503 reply to a request that the
-// server sheds (Options.Shed).
-const EOVERLOADED = "overloaded"
-
-// MaxBodyBytes bounds a request body; a longer one is refused with 413.
-const MaxBodyBytes = 1 << 20
 
 // Options configure a Server. The zero value logs nothing, does not limit
 // the request rate, and keeps idempotent replies in the store when it can.
@@ -214,12 +208,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	st.id = requestID(given)
 	rw.idHeader[0] = st.id
 	w.Header()["X-Request-Id"] = rw.idHeader[:]
-	if r.Body != nil && (r.ContentLength < 0 || r.ContentLength > MaxBodyBytes) {
+	if r.Body != nil && (r.ContentLength < 0 || r.ContentLength > apiv1.MaxBodyBytes) {
 		// A body of a declared length within the limit needs no guard:
 		// net/http reads no more than that length. A handler does not
 		// change the request it is given: the guard goes on a copy.
 		r = r.WithContext(r.Context())
-		r.Body = http.MaxBytesReader(w, r.Body, MaxBodyBytes)
+		r.Body = http.MaxBytesReader(w, r.Body, apiv1.MaxBodyBytes)
 		rw.r = r
 	}
 	defer func() {
@@ -242,7 +236,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
 		h.Set("Retry-After", "1")
 		h.Set("Connection", "close")
-		s.writeRaw(rw, http.StatusServiceUnavailable, errorBody(EOVERLOADED,
+		s.writeRaw(rw, http.StatusServiceUnavailable, errorBody(apiv1.EOVERLOADED,
 			"the key service is at its connection limit; retry after the number of seconds in Retry-After", st.id))
 		return
 	}
@@ -356,7 +350,7 @@ func (w *replyWriter) WriteHeader(code int) {
 		status, errCode := http.StatusNotFound, keystore.ENOTFOUND
 		msg := fmt.Sprintf("no such endpoint: %s %s", w.r.Method, logPath(w.r.URL.Path))
 		if allow := h.Get("Allow"); allow != "" && code == http.StatusMethodNotAllowed {
-			status, errCode = http.StatusMethodNotAllowed, "method_not_allowed"
+			status, errCode = http.StatusMethodNotAllowed, apiv1.EMETHODNOTALLOWED
 			msg = fmt.Sprintf("method %s not allowed for %s (allowed: %s)", w.r.Method, logPath(w.r.URL.Path), allow)
 		}
 		w.setJSONHeaders()
@@ -404,17 +398,8 @@ type envelope struct {
 	Meta any `json:"meta,omitempty"`
 }
 
-func errorBody(code, msg, requestID string) []byte {
-	type errorObj struct {
-		Code      string `json:"code"`
-		Message   string `json:"message"`
-		RequestID string `json:"request_id"`
-	}
-	b, _ := json.Marshal(struct {
-		Error errorObj `json:"error"`
-	}{errorObj{code, msg, requestID}})
-	return append(b, '\n')
-}
+// errorBody is the body of an error reply.
+func errorBody(code, msg, requestID string) []byte { return apiv1.ErrorBody(code, msg, requestID) }
 
 // writeJSON writes a reply of ours.
 func (s *Server) writeJSON(w http.ResponseWriter, r *http.Request, status int, env envelope) {
@@ -450,33 +435,12 @@ func marshal(v any) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-// statusOf maps an error code of the domain to an HTTP status.
-func statusOf(code string) int {
-	switch code {
-	case keystore.EINVALID:
-		return http.StatusBadRequest
-	case keystore.EUNAUTHORIZED:
-		return http.StatusUnauthorized
-	case keystore.EFORBIDDEN:
-		return http.StatusForbidden
-	case keystore.ENOTFOUND:
-		return http.StatusNotFound
-	case keystore.ECONFLICT:
-		return http.StatusConflict
-	case keystore.ETOOLARGE:
-		return http.StatusRequestEntityTooLarge
-	case keystore.ERATELIMITED:
-		return http.StatusTooManyRequests
-	}
-	return http.StatusInternalServerError
-}
-
 // writeError writes err as an error reply. The message of a 5xx reply is
 // generic: the cause goes to the log only.
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	st := stateOf(w)
 	code := keystore.ErrorCode(err)
-	status := statusOf(code)
+	status := apiv1.Status(code)
 	msg := err.Error()
 	if status >= 500 {
 		st.err = errors.Join(st.err, err)
@@ -489,7 +453,7 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	s.writeRaw(w, status, errorBody(code, msg, st.id))
 }
 
-// readBody reads a request body whole, refusing one over MaxBodyBytes.
+// readBody reads a request body whole, refusing one over apiv1.MaxBodyBytes.
 // A body of a declared length that fits in room is read into it.
 func readBody(r *http.Request, room []byte) ([]byte, error) {
 	if r.Body == nil {
@@ -499,7 +463,7 @@ func readBody(r *http.Request, room []byte) ([]byte, error) {
 		b   []byte
 		err error
 	)
-	if n := r.ContentLength; n > 0 && n <= MaxBodyBytes {
+	if n := r.ContentLength; n > 0 && n <= apiv1.MaxBodyBytes {
 		// The usual case, in room or one allocation of the right size.
 		if n <= int64(len(room)) {
 			b = room[:n]
@@ -513,7 +477,7 @@ func readBody(r *http.Request, room []byte) ([]byte, error) {
 		b, err = io.ReadAll(r.Body)
 	}
 	if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
-		return nil, keystore.Errorf(keystore.ETOOLARGE, "request body over the limit of %d bytes", MaxBodyBytes)
+		return nil, keystore.Errorf(keystore.ETOOLARGE, "request body over the limit of %d bytes", apiv1.MaxBodyBytes)
 	}
 	if err != nil {
 		return nil, keystore.Errorf(keystore.EINVALID, "cannot read the request body: %v", err)

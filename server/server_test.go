@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/chatbotplatform/keyctl/keystore"
+	"github.com/chatbotplatform/keyctl/keystore/apiv1"
 	"github.com/chatbotplatform/keyctl/keystore/sqlite"
 	"github.com/chatbotplatform/keyctl/keystore/storetest"
 	"github.com/chatbotplatform/keyctl/server"
@@ -491,7 +492,7 @@ func TestErrorEnvelopeAndRequestID(t *testing.T) {
 func TestBodies(t *testing.T) {
 	f := newFixture(t, server.Options{})
 	a := f.admin.Secret
-	big := `{"name": "` + strings.Repeat("x", server.MaxBodyBytes) + `", "scopes": ["admin"]}`
+	big := `{"name": "` + strings.Repeat("x", apiv1.MaxBodyBytes) + `", "scopes": ["admin"]}`
 	wantError(t, "body over 1 MiB", f.do("POST", "/v1/api-keys", a, big), 413, keystore.ETOOLARGE)
 	wantError(t, "verify body over 1 MiB", f.do("POST", "/v1/api-keys/verify", a, big), 413, keystore.ETOOLARGE)
 

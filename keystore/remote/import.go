@@ -9,14 +9,12 @@ import (
 	"slices"
 
 	"github.com/chatbotplatform/keyctl/keystore"
+	"github.com/chatbotplatform/keyctl/keystore/apiv1"
 )
 
-// The bounds of one import request: the server's (server.MaxImportRecords
-// and server.MaxBodyBytes, less room for the envelope).
-const (
-	maxImportRecords = 1000
-	maxImportBody    = 1<<20 - 1024
-)
+// maxImportBody bounds the body of one import request: the server's
+// bound, less room for the envelope.
+const maxImportBody = apiv1.MaxBodyBytes - 1024
 
 // Import sends the batch to POST /v1/api-keys/import. The secrets stay
 // here: each key travels as an import record with its key_sha256 and hint,
@@ -69,7 +67,7 @@ func (s *Store) Import(ctx context.Context, keys []keystore.ImportKey) (keystore
 		if err != nil {
 			return total, keystore.Errorf(keystore.EINTERNAL, "encode import record: %v", err)
 		}
-		if len(positions) == maxImportRecords || len(positions) > 0 && body.Len()+1+len(rec)+2 > maxImportBody {
+		if len(positions) == apiv1.MaxImportRecords || len(positions) > 0 && body.Len()+1+len(rec)+2 > maxImportBody {
 			if err := send(); err != nil {
 				return total, err
 			}

@@ -37,6 +37,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/chatbotplatform/keyctl/keystore"
+	"github.com/chatbotplatform/keyctl/keystore/apiv1"
 )
 
 // Options configure a Store. The zero value is ready to use.
@@ -169,15 +170,10 @@ func (s *Store) Create(ctx context.Context, p keystore.CreateParams) (*keystore.
 	if err := checkScopes(p.Scopes); err != nil {
 		return nil, err
 	}
-	body := map[string]any{
-		"name":        p.Name,
-		"scopes":      nonNil(p.Scopes),
-		"environment": p.Environment,
-		"metadata":    p.Metadata,
-		"expires_at":  nil,
-	}
+	body := apiv1.CreateRequest{Name: p.Name, Scopes: nonNil(p.Scopes), Environment: p.Environment, Metadata: p.Metadata}
 	if p.ExpiresAt != nil {
-		body["expires_at"] = p.ExpiresAt.UTC().Format(time.RFC3339Nano)
+		t := p.ExpiresAt.UTC().Format(time.RFC3339Nano)
+		body.ExpiresAt = &t
 	}
 	var k keystore.Key
 	if err := s.call(ctx, http.MethodPost, "/api-keys", nil, body, &k, nil); err != nil {
@@ -209,13 +205,6 @@ func (s *Store) Get(ctx context.Context, id string) (*keystore.Key, error) {
 		return nil, err
 	}
 	return &k, nil
-}
-
-// listMeta is the meta of a page of keys.
-type listMeta struct {
-	Page    int `json:"page"`
-	PerPage int `json:"per_page"`
-	Total   int `json:"total"`
 }
 
 // List fetches pages of 100 keys as the caller iterates, until the window
@@ -267,7 +256,7 @@ func (s *Store) Count(ctx context.Context, f keystore.ListFilter) (int, error) {
 	q.Set("per_page", "1")
 	var (
 		keys []*keystore.Key
-		meta listMeta
+		meta apiv1.ListMeta
 	)
 	if err := s.call(ctx, http.MethodGet, "/api-keys", q, nil, &keys, &meta); err != nil {
 		return 0, err
@@ -331,10 +320,7 @@ func (s *Store) rotate(ctx context.Context, path string, opts keystore.RotateOpt
 		return nil, keystore.Errorf(keystore.EINVALID, "delivery timeout must not be negative")
 	}
 	// The API counts whole seconds; a part of a second is rounded up.
-	body := map[string]int64{"grace_seconds": seconds(opts.Grace)}
-	if opts.AwaitDelivery > 0 {
-		body["await_delivery_seconds"] = seconds(opts.AwaitDelivery)
-	}
+	body := apiv1.RotateRequest{GraceSeconds: seconds(opts.Grace), AwaitDeliverySeconds: seconds(opts.AwaitDelivery)}
 	var k keystore.Key
 	if err := s.call(ctx, http.MethodPost, path, nil, body, &k, nil); err != nil {
 		return nil, err
@@ -395,7 +381,7 @@ func (s *Store) Verify(ctx context.Context, secret string, scopes []string) (*ke
 		return keystore.InvalidFormat(), nil
 	}
 	var v keystore.Verification
-	body := map[string]any{"key": secret, "scopes": nonNil(scopes)}
+	body := apiv1.VerifyRequest{Key: secret, Scopes: nonNil(scopes)}
 	if err := s.call(ctx, http.MethodPost, "/api-keys/verify", nil, body, &v, nil); err != nil {
 		return nil, err
 	}
@@ -475,7 +461,7 @@ func (s *Store) CountEvents(ctx context.Context, f keystore.EventFilter) (int, e
 	q.Set("per_page", "1")
 	var (
 		events []keystore.Event
-		meta   listMeta
+		meta   apiv1.ListMeta
 	)
 	if err := s.call(ctx, http.MethodGet, "/audit-events", q, nil, &events, &meta); err != nil {
 		return 0, err
@@ -498,17 +484,11 @@ func (s *Store) Update(ctx context.Context, id string, p keystore.UpdateParams) 
 	if p.ExpiresAt != nil && p.ClearExpiry {
 		return nil, keystore.Errorf(keystore.EINVALID, "set an expiry or clear it, not both")
 	}
-	body := map[string]any{}
-	if p.Name != nil {
-		body["name"] = *p.Name
-	}
-	if p.Scopes != nil {
-		body["scopes"] = p.Scopes
-	}
+	body := apiv1.UpdateRequest{Name: p.Name, Scopes: p.Scopes}
 	if p.ExpiresAt != nil {
-		body["expires_at"] = p.ExpiresAt.UTC().Format(time.RFC3339Nano)
+		body.ExpiresAt, _ = json.Marshal(p.ExpiresAt.UTC().Format(time.RFC3339Nano))
 	} else if p.ClearExpiry {
-		body["expires_at"] = nil
+		body.ExpiresAt = keystore.JSONValue("null")
 	}
 	if len(p.Metadata) > 0 || len(p.RemoveMetadata) > 0 {
 		m := map[string]*string{}
@@ -521,7 +501,7 @@ func (s *Store) Update(ctx context.Context, id string, p keystore.UpdateParams) 
 		for name, v := range p.Metadata {
 			m[name] = &v
 		}
-		body["metadata"] = m
+		body.Metadata = m
 	}
 	var k keystore.Key
 	if err := s.call(ctx, http.MethodPatch, "/api-keys/"+url.PathEscape(id), nil, body, &k, nil); err != nil {
@@ -581,17 +561,6 @@ func nonNil(s []string) []string {
 		return []string{}
 	}
 	return s
-}
-
-// reply is the envelope of every reply of the API.
-type reply struct {
-	Data  json.RawMessage `json:"data"`
-	Meta  json.RawMessage `json:"meta"`
-	Error *struct {
-		Code      string `json:"code"`
-		Message   string `json:"message"`
-		RequestID string `json:"request_id"`
-	} `json:"error"`
 }
 
 // call sends one API request, retrying as the package doc says, and decodes
@@ -791,7 +760,7 @@ func netCause(err error) error {
 // decode turns a final reply into data and meta, or into a keystore.Error
 // with the code its status stands for and the server's message.
 func (s *Store) decode(status int, header http.Header, raw []byte, data, meta any) error {
-	var rp reply
+	var rp apiv1.Envelope
 	mt, _, _ := mime.ParseMediaType(header.Get("Content-Type"))
 	if mt != "application/json" || json.Unmarshal(raw, &rp) != nil || (rp.Error == nil) == (rp.Data == nil) {
 		ct := mt
@@ -808,7 +777,7 @@ func (s *Store) decode(status int, header http.Header, raw []byte, data, meta an
 		if rp.Error != nil && rp.Error.Message != "" {
 			msg = printable(rp.Error.Message, 300)
 		}
-		switch code := codeOf(status); code {
+		switch code := apiv1.Code(status); code {
 		case keystore.EUNAVAILABLE:
 			id := ""
 			if rp.Error != nil && rp.Error.RequestID != "" {
@@ -849,29 +818,6 @@ func printable(s string, n int) string {
 		n--
 	}
 	return b.String()
-}
-
-// codeOf maps an HTTP status back to the error code the server mapped to it.
-func codeOf(status int) string {
-	switch {
-	case status == http.StatusBadRequest:
-		return keystore.EINVALID
-	case status == http.StatusUnauthorized:
-		return keystore.EUNAUTHORIZED
-	case status == http.StatusForbidden:
-		return keystore.EFORBIDDEN
-	case status == http.StatusNotFound:
-		return keystore.ENOTFOUND
-	case status == http.StatusConflict:
-		return keystore.ECONFLICT
-	case status == http.StatusRequestEntityTooLarge:
-		return keystore.ETOOLARGE
-	case status == http.StatusTooManyRequests:
-		return keystore.ERATELIMITED
-	case status >= 500:
-		return keystore.EUNAVAILABLE
-	}
-	return keystore.EINVALID // any other 4xx: the request was wrong
 }
 
 // newIdempotencyKey returns a random UUID (version 4).
