@@ -106,11 +106,11 @@ func DecodeImportRecord(line []byte) (*ImportKey, error) {
 		return nil, Errorf(EINVALID, "not a JSON import record: not valid UTF-8")
 	}
 	var r ImportRecord
-	if !decodeRecordFast(line, &r) {
-		r = ImportRecord{}
-		if err := decodeRecordJSON(line, &r); err != nil {
-			return nil, err
-		}
+	if len(bytes.TrimSpace(line)) == 0 {
+		return nil, Errorf(EINVALID, "not a JSON import record: empty line")
+	}
+	if err := DecodeStrict(line, &r); err != nil {
+		return nil, Errorf(EINVALID, "not a JSON import record: %s", strings.TrimPrefix(err.Error(), "malformed JSON: "))
 	}
 	k := &ImportKey{}
 	if r.CreatedAt != nil {
@@ -169,18 +169,6 @@ func DecodeImportRecord(line []byte) (*ImportKey, error) {
 		k.Params.ExpiresAt = &e
 	}
 	return k, nil
-}
-
-// decodeRecordJSON decodes a record strictly (DecodeStrict), the
-// reference for decodeRecordFast.
-func decodeRecordJSON(line []byte, r *ImportRecord) error {
-	if len(bytes.TrimSpace(line)) == 0 {
-		return Errorf(EINVALID, "not a JSON import record: empty line")
-	}
-	if err := DecodeStrict(line, r); err != nil {
-		return Errorf(EINVALID, "not a JSON import record: %s", strings.TrimPrefix(err.Error(), "malformed JSON: "))
-	}
-	return nil
 }
 
 // Validate checks k at time now and fills its defaults (environment live,

@@ -1,6 +1,7 @@
 package keystore
 
 import (
+	"errors"
 	"slices"
 	"strings"
 	"time"
@@ -37,14 +38,29 @@ func onlySpaces(s string) bool { return strings.Trim(s, " ") == "" }
 // it at once (list --all -o json writes 16 lines a key).
 const newlineSpaces = "\n                                                                "
 
-// jsonTimeOK reports whether encoding/json can write t (RFC 3339 needs a
-// four-digit year).
-func jsonTimeOK(t *time.Time) bool {
-	if t == nil {
-		return true
+// errYearRange is the error of a time that RFC 3339 cannot write, as
+// package time words it.
+var errYearRange = errors.New("Time.MarshalJSON: year outside of range [0,9999]")
+
+// CheckTimes reports a time of k that RFC 3339 cannot write, which needs a
+// four-digit year: a writer of the record refuses such a key.
+func (k *Key) CheckTimes() error {
+	ok := func(t *time.Time) bool {
+		if t == nil {
+			return true
+		}
+		y := t.UTC().Year()
+		return y >= 0 && y <= 9999
 	}
-	y := t.UTC().Year()
-	return y >= 0 && y <= 9999
+	if !ok(&k.CreatedAt) || !ok(k.ExpiresAt) || !ok(k.RevokedAt) || !ok(k.DisabledAt) || !ok(k.LastUsedAt) {
+		return errYearRange
+	}
+	for _, t := range k.ScopesLastUsed {
+		if !ok(&t) {
+			return errYearRange
+		}
+	}
+	return nil
 }
 
 type jsonWriter struct {
@@ -146,17 +162,20 @@ func (w *jsonWriter) time(name string, t *time.Time) {
 		return
 	}
 	w.b = append(w.b, '"')
-	w.b = appendTime(w.b, *t)
+	w.b = AppendRFC3339(w.b, *t)
 	w.b = append(w.b, '"')
 }
 
-// appendTime writes t in UTC, to the second, as t.UTC().Truncate(time.Second)
-// .AppendFormat(b, time.RFC3339Nano) does, in a fraction of its time.
-func appendTime(b []byte, t time.Time) []byte {
+// AppendRFC3339 appends t in UTC, to the second, as
+// t.UTC().Truncate(time.Second).AppendFormat(b, time.RFC3339) does, in a
+// fraction of its time: "2006-01-02T15:04:05Z". It is keyctl's one writer
+// of an RFC 3339 time; for a year outside 0 to 9999, which RFC 3339
+// cannot write, it writes what package time does.
+func AppendRFC3339(b []byte, t time.Time) []byte {
 	u := t.UTC()
 	year, month, day := u.Date()
 	if year < 0 || year > 9999 {
-		return u.Truncate(time.Second).AppendFormat(b, time.RFC3339Nano)
+		return u.Truncate(time.Second).AppendFormat(b, time.RFC3339)
 	}
 	hour, min, sec := u.Clock()
 	two := func(b []byte, n int) []byte { return append(b, byte('0'+n/10), byte('0'+n%10)) }
@@ -200,7 +219,7 @@ func (w *jsonWriter) key(k *Key) {
 			w.b = plainjson.AppendString(w.b, n)
 			w.colon()
 			w.b = append(w.b, '"')
-			w.b = appendTime(w.b, k.ScopesLastUsed[n])
+			w.b = AppendRFC3339(w.b, k.ScopesLastUsed[n])
 			w.b = append(w.b, '"')
 		}
 		w.close('}')

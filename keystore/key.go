@@ -1,7 +1,6 @@
 package keystore
 
 import (
-	"encoding/json"
 	"time"
 )
 
@@ -62,42 +61,14 @@ func (k *Key) StatusAt(now time.Time) string {
 	}
 }
 
-// MarshalJSON writes times as RFC 3339 in UTC, to the second.
+// MarshalJSON writes the key record as AppendJSON does: times as RFC 3339
+// in UTC, to the second. It refuses a key with a time that RFC 3339
+// cannot write (CheckTimes).
 func (k Key) MarshalJSON() ([]byte, error) {
-	if jsonTimeOK(&k.CreatedAt) && jsonTimeOK(k.ExpiresAt) && jsonTimeOK(k.RevokedAt) && jsonTimeOK(k.DisabledAt) && jsonTimeOK(k.LastUsedAt) && scopeTimesOK(k.ScopesLastUsed) {
-		return k.AppendJSON(nil), nil
+	if err := k.CheckTimes(); err != nil {
+		return nil, err
 	}
-	// encoding/json says what is wrong with the time.
-	type plain Key
-	p := plain(k)
-	p.CreatedAt = p.CreatedAt.UTC().Truncate(time.Second)
-	p.ExpiresAt = utcPtr(p.ExpiresAt)
-	p.RevokedAt = utcPtr(p.RevokedAt)
-	p.DisabledAt = utcPtr(p.DisabledAt)
-	p.LastUsedAt = utcPtr(p.LastUsedAt)
-	if p.Scopes == nil {
-		p.Scopes = []string{}
-	}
-	if p.UsedScopes == nil {
-		p.UsedScopes = []string{}
-	}
-	uses := make(map[string]time.Time, len(p.ScopesLastUsed))
-	for s, t := range p.ScopesLastUsed {
-		uses[s] = t.UTC().Truncate(time.Second)
-	}
-	p.ScopesLastUsed = uses
-	if p.Metadata == nil {
-		p.Metadata = map[string]string{}
-	}
-	return json.Marshal(p)
-}
-
-func utcPtr(t *time.Time) *time.Time {
-	if t == nil {
-		return nil
-	}
-	u := t.UTC().Truncate(time.Second)
-	return &u
+	return k.AppendJSON(nil), nil
 }
 
 // Event is one entry of the audit log. Details never hold a secret.

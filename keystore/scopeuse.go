@@ -149,13 +149,3 @@ func UnusedScopes(k *Key, since time.Time) []string {
 	}
 	return out
 }
-
-// scopeTimesOK reports whether encoding/json can write every time of uses.
-func scopeTimesOK(uses map[string]time.Time) bool {
-	for _, t := range uses {
-		if !jsonTimeOK(&t) {
-			return false
-		}
-	}
-	return true
-}

@@ -146,7 +146,7 @@ func (s *Server) runClaimed(w http.ResponseWriter, c *call, fn func(*call) (resu
 		s.writeError(w, r, err)
 		return
 	}
-	body, err := marshal(res.value)
+	body, err := appendReply(nil, res.value)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -180,7 +180,7 @@ func replyWithoutSecret(env envelope) (body []byte, withheld bool, err error) {
 		env.Data = &c
 		withheld = true
 	}
-	if body, err = marshal(env); err != nil {
+	if body, err = appendReply(nil, env); err != nil {
 		return nil, false, err
 	}
 	if red := keystore.RedactSecrets(string(body)); red != string(body) {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/chatbotplatform/keyctl/internal/plainjson"
+	"github.com/chatbotplatform/keyctl/keystore"
 )
 
 // NewLogger returns the request logger of keyctl serve: JSON lines on w at
@@ -363,26 +364,13 @@ var logSecond atomic.Pointer[logSecondText]
 
 func newLogSecondText(t time.Time, sec int64, offset int) (*logSecondText, bool) {
 	u := time.Unix(sec+int64(offset), 0).UTC() // t's clock, read as UTC
-	year, month, day := u.Date()
-	if year < 0 || year > 9999 || offset%60 != 0 {
+	if year := u.Year(); year < 0 || year > 9999 || offset%60 != 0 {
 		return nil, false
 	}
-	hour, min, s := u.Clock()
 	m := &logSecondText{unix: sec, offset: offset}
+	var full [len("2006-01-02T15:04:05Z")]byte
+	copy(m.clock[:], keystore.AppendRFC3339(full[:0], u)) // but the Z
 	two := func(b []byte, n int) { b[0], b[1] = byte('0'+n/10), byte('0'+n%10) }
-	c := m.clock[:]
-	two(c[0:], year/100)
-	two(c[2:], year%100)
-	c[4] = '-'
-	two(c[5:], int(month))
-	c[7] = '-'
-	two(c[8:], day)
-	c[10] = 'T'
-	two(c[11:], hour)
-	c[13] = ':'
-	two(c[14:], min)
-	c[16] = ':'
-	two(c[17:], s)
 	if offset == 0 {
 		m.zone[0], m.zoneLen = 'Z', 1
 		return m, true

@@ -25,6 +25,7 @@ import (
 	"net/http"
 	"runtime/debug"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/chatbotplatform/keyctl/keystore"
@@ -403,16 +404,19 @@ func errorBody(code, msg, requestID string) []byte { return apiv1.ErrorBody(code
 
 // writeJSON writes a reply of ours.
 func (s *Server) writeJSON(w http.ResponseWriter, r *http.Request, status int, env envelope) {
-	if s.writeFast(w, status, env) {
-		return
-	}
-	body, err := marshal(env)
+	buf := replyBuffers.Get().(*[]byte)
+	body, err := appendReply((*buf)[:0], env)
 	if err != nil {
 		s.writeError(w, r, err)
-		return
+	} else {
+		s.writeRaw(w, status, body)
+		*buf = body
 	}
-	s.writeRaw(w, status, body)
+	replyBuffers.Put(buf)
 }
+
+// replyBuffers recycles the buffers of replies.
+var replyBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
 
 func (s *Server) writeRaw(w http.ResponseWriter, status int, body []byte) {
 	if rw, ok := w.(*replyWriter); ok {
@@ -425,14 +429,62 @@ func (s *Server) writeRaw(w http.ResponseWriter, status int, body []byte) {
 	w.Write(body)
 }
 
-func marshal(v any) ([]byte, error) {
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
+// appendReply appends env as the body of a reply (apiv1.AppendReply): a
+// key record, alone, in a list or in a verification, as keystore writes
+// it; anything else as encoding/json does, without escaping HTML.
+func appendReply(b []byte, env envelope) ([]byte, error) {
+	b = append(b, `{"data":`...)
+	b, err := appendData(b, env.Data)
+	if err == nil && env.Meta != nil {
+		b = append(b, `,"meta":`...)
+		b, err = appendData(b, env.Meta)
+	}
+	if err != nil {
 		return nil, fmt.Errorf("encode reply: %w", err)
 	}
-	return buf.Bytes(), nil
+	return append(b, "}\n"...), nil
+}
+
+func appendData(b []byte, v any) ([]byte, error) {
+	switch v := v.(type) {
+	case *keystore.Key:
+		if v != nil {
+			if err := v.CheckTimes(); err != nil {
+				return nil, err
+			}
+			return v.AppendJSON(b), nil
+		}
+	case []*keystore.Key:
+		if v != nil {
+			b = append(b, '[')
+			for i, k := range v {
+				if i > 0 {
+					b = append(b, ',')
+				}
+				if err := k.CheckTimes(); err != nil {
+					return nil, err
+				}
+				b = k.AppendJSON(b)
+			}
+			return append(b, ']'), nil
+		}
+	case *keystore.Verification:
+		if v != nil {
+			if v.Key != nil {
+				if err := v.Key.CheckTimes(); err != nil {
+					return nil, err
+				}
+			}
+			return v.AppendJSON(b), nil
+		}
+	}
+	buf := bytes.NewBuffer(b)
+	enc := json.NewEncoder(buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
 }
 
 // writeError writes err as an error reply. The message of a 5xx reply is

@@ -1,3 +1,7 @@
+// Package plainjson writes, without reflection, the JSON strings of
+// keyctl's records and log lines: exactly as json.Marshal writes them
+// (AppendString) or as log/slog's JSONHandler does (AppendSlogString).
+// Reading JSON is keystore.DecodeStrict's alone.
 package plainjson
 
 import "unicode/utf8"

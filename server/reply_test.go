@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"github.com/chatbotplatform/keyctl/keystore/apiv1"
 	"log/slog"
 	"math"
 	"math/rand/v2"
@@ -16,55 +15,141 @@ import (
 	"time"
 
 	"github.com/chatbotplatform/keyctl/keystore"
+	"github.com/chatbotplatform/keyctl/keystore/apiv1"
 )
 
-// A body the fast path reads must be read as decodeBody reads it.
-func checkVerifyFast(t *testing.T, body []byte) {
-	var fast, roomy apiv1.VerifyRequest
-	ok := parseVerifyFast(body, &fast, nil)
-	if ok != parseVerifyFast(body, &roomy, make([]string, 1)) || (ok && !reflect.DeepEqual(fast, roomy)) {
-		t.Fatalf("body %q: read %#v without room for scopes, %#v with", body, fast, roomy)
-	}
-	if !ok {
+// A verify body that decodeBody reads is one that encoding/json reads the
+// same way: the strict parser reads nothing differently, it only refuses
+// more (other letter cases, repeated members, unknown members, bad UTF-8).
+func checkVerifyBody(t *testing.T, body []byte) {
+	var strict apiv1.VerifyRequest
+	if err := decodeBody(body, &strict, false); err != nil {
+		if keystore.ErrorCode(err) != keystore.EINVALID || strings.Contains(err.Error(), "\n") {
+			t.Fatalf("body %q: error %v, want one line of EINVALID", body, err)
+		}
 		return
 	}
-	var slow apiv1.VerifyRequest
-	if err := decodeBody(body, &slow, false); err != nil {
-		t.Fatalf("fast path read %q, which decodeBody refuses: %v", body, err)
+	if !json.Valid(body) {
+		t.Fatalf("decodeBody read %q, which is not JSON", body)
 	}
-	if !reflect.DeepEqual(fast, slow) {
-		t.Fatalf("body %q: fast path read %#v, decodeBody %#v", body, fast, slow)
+	var loose apiv1.VerifyRequest
+	if err := json.Unmarshal(body, &loose); err != nil {
+		t.Fatalf("decodeBody read %q, which encoding/json refuses: %v", body, err)
+	}
+	if !reflect.DeepEqual(strict, loose) {
+		t.Fatalf("body %q: decodeBody read %#v, encoding/json %#v", body, strict, loose)
 	}
 }
 
 var verifyBodies = []string{
 	`{"key":"sk_live_x","scopes":["bots:read"]}`, `{"key":"k","scopes":["bots:read","bots:write","x"]}`,
 	` { "scopes" : [ "a" , "b" ] , "key" : "k" } `,
-	`{"key":"k"}`, `{"scopes":[]}`, `{}`, `{"key":"é日本"}`,
+	`{"key":"k"}`, `{"scopes":[]}`, `{}`, `{"key":"é日本"}`, `{"key":"\u00e9\ud83d\ude00"}`,
 	`{"key":"k","key":"l"}`, `{"KEY":"k"}`, `{"key":"a\"b"}`, `{"key":null}`, `{"scopes":null}`,
 	`{"key":"k"} {}`, `{"key":"k",}`, `{"scopes":["a",]}`, `{"key":1}`, `{"key":"\xff"}`, `{"key":"a` + "\t" + `"}`,
-	`[]`, ``, `{`, `{"key":"k"`, `{"other":"x"}`,
+	`{"key":"\ud800"}`, `[]`, ``, `{`, `{"key":"k"`, `{"other":"x"}`,
 }
 
-func TestParseVerifyFast(t *testing.T) {
+func TestVerifyBodies(t *testing.T) {
 	for _, b := range verifyBodies {
-		checkVerifyFast(t, []byte(b))
+		checkVerifyBody(t, []byte(b))
 	}
 	var req apiv1.VerifyRequest
-	if !parseVerifyFast([]byte(`{"key":"k","scopes":["a"]}`), &req, nil) || req.Key != "k" || len(req.Scopes) != 1 {
-		t.Errorf("the usual body is not on the fast path: %#v", req)
+	if err := decodeBody([]byte(`{"key":"k","scopes":["a"]}`), &req, false); err != nil || req.Key != "k" || len(req.Scopes) != 1 {
+		t.Errorf("the usual body: %#v, %v", req, err)
+	}
+	for _, b := range []string{`{"KEY":"k"}`, `{"key":"k","key":"l"}`, `{"key":"\xff"}`, `{"other":"x"}`, `{"key":"\ud800"}`} {
+		if err := decodeBody([]byte(b), &req, false); err == nil {
+			t.Errorf("decodeBody read %q", b)
+		}
 	}
 }
 
-func FuzzParseVerifyFast(f *testing.F) {
+func FuzzVerifyBody(f *testing.F) {
 	for _, b := range verifyBodies {
 		f.Add([]byte(b))
 	}
-	f.Fuzz(checkVerifyFast)
+	f.Fuzz(checkVerifyBody)
 }
 
-// The fast reply is the reply encoding/json writes.
-func TestWriteFast(t *testing.T) {
+// referenceKey is a key record as encoding/json writes it from the Go
+// type, without keystore's writer: what every reply must hold.
+type referenceKey keystore.Key
+
+func reference(k *keystore.Key) *referenceKey {
+	if k == nil {
+		return nil
+	}
+	utc := func(t *time.Time) *time.Time {
+		if t == nil {
+			return nil
+		}
+		u := t.UTC().Truncate(time.Second)
+		return &u
+	}
+	p := referenceKey(*k)
+	p.CreatedAt = p.CreatedAt.UTC().Truncate(time.Second)
+	p.ExpiresAt, p.RevokedAt, p.DisabledAt, p.LastUsedAt = utc(p.ExpiresAt), utc(p.RevokedAt), utc(p.DisabledAt), utc(p.LastUsedAt)
+	if p.Scopes == nil {
+		p.Scopes = []string{}
+	}
+	if p.UsedScopes == nil {
+		p.UsedScopes = []string{}
+	}
+	uses := map[string]time.Time{}
+	for s, t := range p.ScopesLastUsed {
+		uses[s] = t.UTC().Truncate(time.Second)
+	}
+	p.ScopesLastUsed = uses
+	if p.Metadata == nil {
+		p.Metadata = map[string]string{}
+	}
+	return &p
+}
+
+// referenceReply is the reply that encoding/json writes for v, the key
+// record with HTML escaped (as json.Marshal escapes it), the rest not.
+func referenceReply(v *keystore.Verification) ([]byte, error) {
+	key, err := json.Marshal(reference(v.Key))
+	if err != nil {
+		return nil, err
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	err = enc.Encode(envelope{Data: struct {
+		Valid         bool            `json:"valid"`
+		Code          string          `json:"code"`
+		Key           json.RawMessage `json:"key"`
+		MissingScopes []string        `json:"missing_scopes"`
+	}{v.Valid, v.Code, key, v.MissingScopes}})
+	return buf.Bytes(), err
+}
+
+// checkReply checks that the reply the server writes for v is the one
+// encoding/json writes, or that both refuse it. plain says that v's code
+// and missing scopes need no escaping, as a verification's always do
+// (keystore's writer escapes HTML in them, which encoding/json here does
+// not).
+func checkReply(t *testing.T, v *keystore.Verification, plain bool) {
+	t.Helper()
+	s := New(nil, Options{Idempotency: newMemoryClaims()})
+	got := bytesWriter{h: http.Header{}}
+	s.writeJSON(&got, httptest.NewRequest("POST", verifyPath, nil), 200, envelope{Data: v})
+	want, err := referenceReply(v)
+	if err != nil {
+		if !strings.Contains(got.b.String(), `"code":"internal"`) {
+			t.Errorf("wrote %q, encoding/json fails: %v", got.b.String(), err)
+		}
+		return
+	}
+	if plain && !bytes.Equal(got.b.Bytes(), want) {
+		t.Errorf("reply\n%s\nwant\n%s", got.b.Bytes(), want)
+	}
+}
+
+// The reply to a verification is what encoding/json writes.
+func TestVerifyReply(t *testing.T) {
 	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	k := &keystore.Key{ID: "key_0123456789abcdef", Name: "a <b> & \"c\"", Scopes: []string{"bots:read"}, CreatedAt: at, LastUsedAt: &at,
 		Metadata: map[string]string{"x": "y"}}
@@ -80,28 +165,9 @@ func TestWriteFast(t *testing.T) {
 	}
 }
 
-// checkReply checks that the fast reply for v, if there is one, is what
-// encoding/json writes; mustBeFast that there is one.
-func checkReply(t *testing.T, v *keystore.Verification, mustBeFast bool) {
-	t.Helper()
-	s := New(nil, Options{Idempotency: newMemoryClaims()})
-	fast := bytesWriter{h: http.Header{}}
-	ok := s.writeFast(&fast, 200, envelope{Data: v})
-	want, err := marshal(envelope{Data: v})
-	if err != nil {
-		if ok {
-			t.Errorf("fast path wrote %q, encoding/json fails: %v", fast.b.String(), err)
-		}
-		return
-	}
-	if (ok || mustBeFast) && !bytes.Equal(fast.b.Bytes(), want) {
-		t.Errorf("fast reply (%v)\n%s\nwant\n%s", ok, fast.b.Bytes(), want)
-	}
-}
-
 // Every field of a key record, in every shape, is written as encoding/json
 // writes it, whatever second was written last.
-func TestWriteFastRecords(t *testing.T) {
+func TestVerifyReplyRecords(t *testing.T) {
 	at := time.Date(2026, 1, 2, 3, 4, 5, 600, time.FixedZone("x", -7*3600))
 	later, earlier := at.Add(time.Second), at.Add(-time.Hour)
 	from, to := "key_aaaaaaaaaaaaaaaa", "key_bbbbbbbbbbbbbbbb"
@@ -127,7 +193,7 @@ func TestWriteFastRecords(t *testing.T) {
 	}
 }
 
-func FuzzWriteFast(f *testing.F) {
+func FuzzVerifyReply(f *testing.F) {
 	f.Add("n", "bots:read", "k", "v", int64(1767323045), int64(0), true)
 	f.Add("<é\u2028\xff>", "", "", "\x00", int64(-62135596800), int64(253402300799), false)
 	f.Fuzz(func(t *testing.T, name, scope, mk, mv string, created, used int64, valid bool) {
@@ -264,30 +330,18 @@ func TestVerifyRoute(t *testing.T) {
 	}
 }
 
-// BenchmarkParseVerify compares the hand-written reader of the usual verify
-// body with the strict decoder, which reads every other body (and is the
-// verify endpoint's fallback): whether the hot path can afford one parser.
-func BenchmarkParseVerify(b *testing.B) {
+// BenchmarkDecodeVerifyBody is the strict parser on the usual verify
+// body, the one parser of every request body.
+func BenchmarkDecodeVerifyBody(b *testing.B) {
 	secret, err := keystore.NewToken(keystore.EnvLive, nil)
 	if err != nil {
 		b.Fatal(err)
 	}
 	body := []byte(`{"key":"` + secret + `","scopes":["bots:read"]}`)
-	b.Run("fast", func(b *testing.B) {
-		var room [4]string
-		for b.Loop() {
-			var req apiv1.VerifyRequest
-			if !parseVerifyFast(body, &req, room[:]) {
-				b.Fatal("not read")
-			}
+	for b.Loop() {
+		var req apiv1.VerifyRequest
+		if err := decodeBody(body, &req, false); err != nil {
+			b.Fatal(err)
 		}
-	})
-	b.Run("strict", func(b *testing.B) {
-		for b.Loop() {
-			var req apiv1.VerifyRequest
-			if err := decodeBody(body, &req, false); err != nil {
-				b.Fatal(err)
-			}
-		}
-	})
+	}
 }
