@@ -206,6 +206,14 @@ type Caller interface {
 	UseSecret(secret string)
 }
 
+// Readier is a store that can tell whether it can serve now (the server's
+// GET /readyz): the SQLite store reads its file, the PostgreSQL store asks
+// the database and checks its change feed.
+type Readier interface {
+	// Ready returns nil when the store can serve, the cause otherwise.
+	Ready(ctx context.Context) error
+}
+
 type actorKey struct{}
 
 // WithActor returns a context that names who makes the changes recorded in

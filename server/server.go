@@ -146,18 +146,11 @@ func (s *Server) routes() {
 // health check must get an answer, not wait.
 const readyTimeout = 2 * time.Second
 
-// readiness is a store that can tell whether it can serve now: the SQLite
-// store reads its file, the PostgreSQL store asks the database and checks
-// its change feed.
-type readiness interface {
-	Ready(ctx context.Context) error
-}
-
 // ready answers GET /readyz, without a key: 200 while the store answers,
 // 503 otherwise, so that a load balancer drains a replica that cannot
 // reach its database. The cause goes to the log, not to the caller.
 func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
-	if rs, ok := s.store.(readiness); ok {
+	if rs, ok := s.store.(keystore.Readier); ok {
 		ctx, cancel := context.WithTimeout(r.Context(), readyTimeout)
 		defer cancel()
 		if err := rs.Ready(ctx); err != nil {

@@ -153,6 +153,8 @@ func (s *Store) Close() error {
 	return err
 }
 
+var _ keystore.Readier = (*Store)(nil)
+
 // Ready reports whether the store can serve: the database answers and,
 // with Options.Watch, the change feed is connected or its polling is recent.
 func (s *Store) Ready(ctx context.Context) error {

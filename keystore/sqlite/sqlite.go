@@ -484,6 +484,8 @@ func storeError(path, op string, err error) error {
 	return keystore.Errorf(keystore.EINTERNAL, "%s in store %s: %v", op, path, err)
 }
 
+var _ keystore.Readier = (*Store)(nil)
+
 // Ready reports whether the store can serve now: its file can be read.
 func (s *Store) Ready(ctx context.Context) error {
 	var n int
