@@ -190,6 +190,7 @@ func AppendRFC3339(b []byte, t time.Time) []byte {
 }
 
 func (w *jsonWriter) key(k *Key) {
+	var room [16]string // the sorted names of a map, most often on the stack
 	w.open('{')
 	w.name("id", true)
 	w.b = plainjson.AppendString(w.b, k.ID)
@@ -208,7 +209,7 @@ func (w *jsonWriter) key(k *Key) {
 	if len(k.ScopesLastUsed) == 0 {
 		w.b = append(w.b, "{}"...)
 	} else {
-		names := make([]string, 0, len(k.ScopesLastUsed))
+		names := room[:0]
 		for n := range k.ScopesLastUsed {
 			names = append(names, n)
 		}
@@ -231,7 +232,7 @@ func (w *jsonWriter) key(k *Key) {
 	if len(k.Metadata) == 0 {
 		w.b = append(w.b, "{}"...)
 	} else {
-		names := make([]string, 0, len(k.Metadata))
+		names := room[:0]
 		for n := range k.Metadata {
 			names = append(names, n)
 		}
