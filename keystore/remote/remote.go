@@ -95,7 +95,7 @@ var (
 const DefaultMaxAttempts = 4
 
 // pageSize is the page size List asks for: the API's largest.
-const pageSize = 100
+const pageSize = apiv1.MaxPerPage
 
 // maxReply bounds the size of a reply read into memory.
 const maxReply = 16 << 20
