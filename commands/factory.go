@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/chatbotplatform/keyctl/keystore"
+	"github.com/chatbotplatform/keyctl/keystore/cache"
 	"github.com/chatbotplatform/keyctl/keystore/postgres"
 	"github.com/chatbotplatform/keyctl/keystore/remote"
 	"github.com/chatbotplatform/keyctl/keystore/sqlite"
@@ -30,9 +31,9 @@ type Factory struct {
 	// Store opens the configured store once; later calls return the same one.
 	Store func() (keystore.Store, error)
 
-	// CacheVerify makes a SQLite store serve Verify from memory, and a
-	// PostgreSQL store watch its change feed: for a long-lived process
-	// (serve), set before the first call to Store.
+	// CacheVerify wraps the store in keystore/cache, which serves Verify
+	// from memory, and makes a PostgreSQL store watch its change feed: for
+	// a long-lived process (serve), set before the first call to Store.
 	CacheVerify bool
 
 	// StoreMustExist refuses a local store file that does not exist instead
@@ -91,9 +92,9 @@ func (f *Factory) openStore() (keystore.Store, error) {
 		if err != nil {
 			return nil, err
 		}
-		return st, nil
+		return f.cached(st)
 	}
-	st, err := sqlite.Open(s.StorePath, sqlite.Options{Now: f.Now, CacheVerify: f.CacheVerify, MustExist: f.StoreMustExist})
+	st, err := sqlite.Open(s.StorePath, sqlite.Options{Now: f.Now, MustExist: f.StoreMustExist})
 	if err != nil && f.StoreMustExist && keystore.ErrorCode(err) == keystore.EUNAVAILABLE && !exists(s.StorePath) {
 		from := ""
 		if s.StoreFrom != "" && s.StoreFrom != "--store" {
@@ -105,7 +106,21 @@ func (f *Factory) openStore() (keystore.Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	return st, nil
+	return f.cached(st)
+}
+
+// cached wraps st in the verification cache when f.CacheVerify (keyctl
+// serve), and closes it if that fails.
+func (f *Factory) cached(st keystore.Store) (keystore.Store, error) {
+	if !f.CacheVerify {
+		return st, nil
+	}
+	c, err := cache.New(st, cache.Options{Now: f.Now})
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	return c, nil
 }
 
 // Close closes the store if one was opened.

@@ -147,7 +147,7 @@ func serveRun(ctx context.Context, opts *ServeOptions) error {
 		}
 	}
 	// Every request verifies its bearer key: from memory, exactly (see
-	// keystore/sqlite's cache).
+	// keystore/cache).
 	f.CacheVerify = true
 	store, err := f.Store()
 	if err != nil {

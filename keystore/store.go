@@ -261,3 +261,20 @@ func CheckMetadataFilter(m map[string]string) error {
 	}
 	return nil
 }
+
+// As finds the first store in the chain of s and the stores it wraps
+// (through their Unwrap() Store, as keystore/cache's) that is a T, as
+// errors.As does for errors: the optional interfaces of a wrapped store.
+func As[T any](s Store) (T, bool) {
+	for {
+		if t, ok := s.(T); ok {
+			return t, true
+		}
+		u, ok := s.(interface{ Unwrap() Store })
+		if !ok {
+			var zero T
+			return zero, false
+		}
+		s = u.Unwrap()
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/chatbotplatform/keyctl/keystore"
+	"github.com/chatbotplatform/keyctl/keystore/cache"
 	"github.com/chatbotplatform/keyctl/keystore/sqlite"
 	"github.com/chatbotplatform/keyctl/server"
 )
@@ -28,7 +29,11 @@ func (w *discardWriter) Write(b []byte) (int, error) { return len(b), nil }
 // with a cached store and a request log, without the network: what the
 // server adds to net/http's own cost per request.
 func BenchmarkVerifyEndpoint(b *testing.B) {
-	store, err := sqlite.Open(filepath.Join(b.TempDir(), "keys.db"), sqlite.Options{CacheVerify: true})
+	file, err := sqlite.Open(filepath.Join(b.TempDir(), "keys.db"), sqlite.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	store, err := cache.New(file, cache.Options{})
 	if err != nil {
 		b.Fatal(err)
 	}

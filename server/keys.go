@@ -42,13 +42,10 @@ type call struct {
 	room     *callRoom
 }
 
-// callRoom is memory for a call's body and the verify endpoint's work,
+// callRoom is memory for a call's body,
 // recycled: endpoints keep nothing of it past the request.
 type callRoom struct {
 	body [256]byte
-	ver  keystore.Verification
-	key  keystore.Key
-	used time.Time
 }
 
 var callRooms = sync.Pool{New: func() any { return new(callRoom) }}
@@ -162,14 +159,6 @@ func (s *Server) authenticate(w http.ResponseWriter, c *call, token string, hasT
 	return nil
 }
 
-// bearerVerifier is a store that verifies a bearer key without returning
-// its record, which spares copying it: keystore/sqlite's Store.
-type bearerVerifier interface {
-	// VerifyBearer is Verify(ctx, secret, nil), but returns only the
-	// key's ID and scopes (read only), and "" when it is not valid.
-	VerifyBearer(ctx context.Context, secret string) (id string, scopes []string, err error)
-}
-
 // adminScope is what the admin endpoints ask of the bearer key.
 var adminScope = []string{keystore.ScopeAdmin}
 
@@ -179,9 +168,6 @@ var adminScope = []string{keystore.ScopeAdmin}
 // real use: a key that manages keys used admin); a key that lacks them
 // still gets its ID and scopes, for the caller's 403.
 func (s *Server) verifyBearer(ctx context.Context, secret string, need []string) (string, []string, error) {
-	if s.bearers != nil && len(need) == 0 {
-		return s.bearers.VerifyBearer(ctx, secret)
-	}
 	v, err := s.store.Verify(ctx, secret, need)
 	if err != nil || v.Key == nil || !(v.Valid || v.Code == keystore.CodeInsufficientScope) {
 		return "", nil, err
@@ -608,26 +594,11 @@ func (s *Server) verify(c *call) (result, error) {
 	if err != nil {
 		return result{}, err
 	}
-	if s.into != nil {
-		room := c.room
-		if err := s.into.VerifyInto(c.ctx, req.Key, scopes, &room.ver, &room.key, &room.used); err != nil {
-			return result{}, err
-		}
-		return dataReply(http.StatusOK, &room.ver)
-	}
 	v, err := s.store.Verify(c.ctx, req.Key, scopes)
 	if err != nil {
 		return result{}, err
 	}
 	return dataReply(http.StatusOK, v)
-}
-
-// verifierInto is a store that verifies into the caller's memory:
-// keystore/sqlite's Store.
-type verifierInto interface {
-	// VerifyInto is Verify, writing its result into v, the key record it
-	// points to into k and the key's last use into used.
-	VerifyInto(ctx context.Context, secret string, scopes []string, v *keystore.Verification, k *keystore.Key, used *time.Time) error
 }
 
 func (s *Server) audit(c *call) (result, error) {

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chatbotplatform/keyctl/keystore/cache"
 	"github.com/chatbotplatform/keyctl/keystore/sqlite"
 )
 
@@ -19,7 +20,11 @@ import (
 // (zero: the defaults), until the test ends, and returns its address.
 func startServe(t *testing.T, to Timeouts) string {
 	t.Helper()
-	store, err := sqlite.Open(filepath.Join(t.TempDir(), "keys.db"), sqlite.Options{CacheVerify: true})
+	file, err := sqlite.Open(filepath.Join(t.TempDir(), "keys.db"), sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := cache.New(file, cache.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -74,8 +74,6 @@ type Options struct {
 // Server serves the HTTP API over a store. It is safe for concurrent use.
 type Server struct {
 	store   keystore.Store
-	bearers bearerVerifier // the store, if it is one
-	into    verifierInto   // the store, if it is one
 	log     *slog.Logger
 	now     func() time.Time
 	limiter *limiter // nil: no rate limit
@@ -100,13 +98,11 @@ func New(store keystore.Store, opts Options) *Server {
 	if s.now == nil {
 		s.now = time.Now
 	}
-	s.bearers, _ = store.(bearerVerifier)
-	s.into, _ = store.(verifierInto)
 	if opts.RateLimit > 0 {
 		s.limiter = newLimiter(opts.RateLimit, s.now)
 	}
 	if s.claims == nil {
-		if is, ok := store.(keystore.IdempotencyStore); ok {
+		if is, ok := keystore.As[keystore.IdempotencyStore](store); ok {
 			s.claims = is
 		} else {
 			s.claims = newMemoryClaims()

@@ -24,6 +24,7 @@ import (
 
 	"github.com/chatbotplatform/keyctl/keystore"
 	"github.com/chatbotplatform/keyctl/keystore/apiv1"
+	"github.com/chatbotplatform/keyctl/keystore/cache"
 	"github.com/chatbotplatform/keyctl/keystore/sqlite"
 	"github.com/chatbotplatform/keyctl/keystore/storetest"
 	"github.com/chatbotplatform/keyctl/server"
@@ -35,7 +36,8 @@ type fixture struct {
 	t      *testing.T
 	path   string
 	clock  *storetest.Clock
-	store  *sqlite.Store
+	store  keystore.Store // the file, through the cache when cached
+	file   *sqlite.Store
 	srv    *httptest.Server
 	logs   *syncBuffer
 	admin  *keystore.Key
@@ -59,11 +61,17 @@ func newFixtureCached(t *testing.T, opts server.Options, cached bool) *fixture {
 // open starts a server over the store at f.path.
 func (f *fixture) open(opts server.Options) {
 	f.t.Helper()
-	s, err := sqlite.Open(f.path, sqlite.Options{Now: f.clock.Now, CacheVerify: f.cached})
+	file, err := sqlite.Open(f.path, sqlite.Options{Now: f.clock.Now})
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	f.store = s
+	var s keystore.Store = file
+	if f.cached {
+		if s, err = cache.New(file, cache.Options{Now: f.clock.Now}); err != nil {
+			f.t.Fatal(err)
+		}
+	}
+	f.store, f.file = s, file
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.NewJSONHandler(f.logs, nil))
 	}
@@ -746,7 +754,7 @@ func TestPurgeReplays(t *testing.T) {
 	if err := srv.PurgeReplays(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	n, err := f.store.PurgeIdempotency(context.Background(), now)
+	n, err := f.file.PurgeIdempotency(context.Background(), now)
 	if err != nil || n != 0 {
 		t.Errorf("after PurgeReplays, %d records were left to purge (%v), want 0", n, err)
 	}

@@ -28,10 +28,12 @@ import (
 // at once and then every feedRetry; Ready fails once it has been down for
 // feedGrace, so that a load balancer drains the replica.
 //
-// Verify reads the database on every call, so a replica never answers from
-// state older than the database's: the feed is what tells a replica (and
-// its load balancer) that it is connected, and what a future cache would
-// drop entries by.
+// Verify reads the database on every call. keyctl serve wraps the store in
+// keystore/cache, which reads the changes themselves (Changes, by
+// version) every 20 ms through the pool, and at once when the feed sees a
+// new version (ChangeNotify): with the LISTEN connection cut, a replica
+// still refuses a revoked key within the cache's bound. The feed is also
+// what tells a replica (and its load balancer) that it is connected.
 const (
 	feedPoll  = 250 * time.Millisecond
 	feedRetry = 100 * time.Millisecond

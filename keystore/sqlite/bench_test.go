@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/chatbotplatform/keyctl/keystore"
+	"github.com/chatbotplatform/keyctl/keystore/cache"
 	"github.com/chatbotplatform/keyctl/keystore/sqlite"
 )
 
@@ -73,8 +74,16 @@ func BenchmarkSHA256Key(b *testing.B) {
 	}
 }
 
-func benchVerify(b *testing.B, cache bool) {
-	s, secrets := benchStore(b, sqlite.Options{CacheVerify: cache}, benchKeys)
+func benchVerify(b *testing.B, cached bool) {
+	file, secrets := benchStore(b, sqlite.Options{}, benchKeys)
+	var s keystore.Store = file
+	if cached {
+		c, err := cache.New(file, cache.Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		s = c
+	}
 	ctx := context.Background()
 	scopes := []string{"bots:read"}
 	for _, secret := range secrets { // fill the cache

@@ -59,7 +59,6 @@ func (s *Store) RestoreKeys(ctx context.Context, keys []keystore.ExportedKey) (k
 	if len(keys) > keystore.MaxImportBatch {
 		return res, tooLarge(len(keys))
 	}
-	var ids []string
 	err := s.inTx(ctx, "restore keys", func(tx *sql.Tx) error {
 		stmt, err := tx.PrepareContext(ctx,
 			`INSERT INTO keys (id, name, environment, scopes, secret_hash, hint, created_at, expires_at, revoked_at, last_used_at, metadata, disabled_at, delivery, scope_uses)
@@ -88,22 +87,19 @@ func (s *Store) RestoreKeys(ctx context.Context, keys []keystore.ExportedKey) (k
 				continue
 			}
 			res.Restored++
-			ids = append(ids, k.ID)
 		}
 		return nil
 	})
 	if err != nil {
 		return keystore.RestoreResult{}, err
 	}
-	s.changed(true, ids...)
 	return res, nil
 }
 
 // RestoreLinks sets the rotation links of keys where unset, to keys the
 // store holds.
 func (s *Store) RestoreLinks(ctx context.Context, keys []keystore.ExportedKey) error {
-	var ids []string
-	err := s.inTx(ctx, "restore rotation links", func(tx *sql.Tx) error {
+	return s.inTx(ctx, "restore rotation links", func(tx *sql.Tx) error {
 		stmt, err := tx.PrepareContext(ctx,
 			`UPDATE keys SET
 			   rotated_from = coalesce(rotated_from, (SELECT id FROM keys WHERE id = ?)),
@@ -120,14 +116,9 @@ func (s *Store) RestoreLinks(ctx context.Context, keys []keystore.ExportedKey) e
 			if _, err := stmt.ExecContext(ctx, k.RotatedFrom, k.RotatedTo, k.ID); err != nil {
 				return err
 			}
-			ids = append(ids, k.ID)
 		}
 		return nil
 	})
-	if err == nil {
-		s.changed(false, ids...)
-	}
-	return err
 }
 
 // RestoreEvents appends events to the audit log in the given order.

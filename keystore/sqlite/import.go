@@ -134,7 +134,6 @@ func (im *importSession) Import(ctx context.Context, keys []keystore.ImportKey) 
 		return keystore.ImportResult{}, s.fail(ctx, op, err)
 	}
 	if res.Imported > 0 {
-		s.changed(true)
 	}
 	return res, nil
 }

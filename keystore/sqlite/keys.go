@@ -49,7 +49,6 @@ func (s *Store) Create(ctx context.Context, p keystore.CreateParams) (*keystore.
 	if err != nil {
 		return nil, err
 	}
-	s.changed(true)
 	return k, nil
 }
 
@@ -135,10 +134,7 @@ func (s *Store) Rotate(ctx context.Context, id string, opts keystore.RotateOptio
 		return nil, keystore.Errorf(keystore.EINVALID, "delivery timeout must not be negative")
 	}
 	now := s.clock()
-	var (
-		nk       *keystore.Key
-		replaced string // an undelivered successor revoked on the way
-	)
+	var nk *keystore.Key
 	err := s.inTx(ctx, "rotate key "+id, func(tx *sql.Tx) error {
 		old, err := getKey(ctx, tx, id, now)
 		if err != nil {
@@ -148,7 +144,7 @@ func (s *Store) Rotate(ctx context.Context, id string, opts keystore.RotateOptio
 			return keystore.Errorf(keystore.ECONFLICT, "key %s awaits the delivery of its own secret: confirm it, or revoke it", id)
 		}
 		if old.RotatedTo != nil {
-			if replaced, err = s.replaceUndelivered(ctx, tx, old, now); err != nil {
+			if err = s.replaceUndelivered(ctx, tx, old, now); err != nil {
 				return err
 			}
 		}
@@ -188,11 +184,6 @@ func (s *Store) Rotate(ctx context.Context, id string, opts keystore.RotateOptio
 	})
 	if err != nil {
 		return nil, err
-	}
-	if replaced != "" {
-		s.changed(true, id, replaced)
-	} else {
-		s.changed(true, id)
 	}
 	return nk, nil
 }
@@ -237,9 +228,8 @@ func endOf(old *keystore.Key, grace time.Duration, now time.Time) (revokedAt, ex
 // replaceUndelivered is the part of Rotate for a key that was rotated
 // already: when its successor still awaits delivery and the lease has run
 // out, the successor is revoked and old is unlinked, so that it can be
-// rotated again. It returns the ID of the revoked successor. ECONFLICT
-// otherwise.
-func (s *Store) replaceUndelivered(ctx context.Context, tx *sql.Tx, old *keystore.Key, now time.Time) (string, error) {
+// rotated again. ECONFLICT otherwise.
+func (s *Store) replaceUndelivered(ctx context.Context, tx *sql.Tx, old *keystore.Key, now time.Time) error {
 	succID := *old.RotatedTo
 	var (
 		delivery sql.NullString
@@ -248,30 +238,30 @@ func (s *Store) replaceUndelivered(ctx context.Context, tx *sql.Tx, old *keystor
 	)
 	err := tx.QueryRowContext(ctx, "SELECT delivery, delivery_due, revoked_at FROM keys WHERE id = ?", succID).Scan(&delivery, &due, &revoked)
 	if err != nil {
-		return "", err
+		return err
 	}
 	if delivery.String != keystore.DeliveryPending {
-		return "", keystore.Errorf(keystore.ECONFLICT, "key %s was already rotated to %s", old.ID, succID)
+		return keystore.Errorf(keystore.ECONFLICT, "key %s was already rotated to %s", old.ID, succID)
 	}
 	if !revoked.Valid && due.Valid && due.Int64 > now.Unix() {
-		return "", keystore.Errorf(keystore.ECONFLICT, "key %s is being rotated: the secret of its successor %s awaits delivery until %s",
+		return keystore.Errorf(keystore.ECONFLICT, "key %s is being rotated: the secret of its successor %s awaits delivery until %s",
 			old.ID, succID, time.Unix(due.Int64, 0).UTC().Format(time.RFC3339))
 	}
 	if !revoked.Valid {
 		if _, err := tx.ExecContext(ctx, "UPDATE keys SET revoked_at = ?, delivery_due = NULL WHERE id = ?", now.Unix(), succID); err != nil {
-			return "", err
+			return err
 		}
 		if err := s.record(ctx, tx, now, keystore.ActionRevoke, succID, map[string]any{
 			"reason": "undelivered", "rotated_from": old.ID,
 		}); err != nil {
-			return "", err
+			return err
 		}
 	}
 	if _, err := tx.ExecContext(ctx, "UPDATE keys SET rotated_to = NULL WHERE id = ?", old.ID); err != nil {
-		return "", err
+		return err
 	}
 	old.RotatedTo = nil
-	return succID, nil
+	return nil
 }
 
 // ConfirmDelivery marks the secret of key id delivered and starts the end
@@ -281,10 +271,7 @@ func (s *Store) ConfirmDelivery(ctx context.Context, id string) (*keystore.Key, 
 		return nil, err
 	}
 	now := s.clock()
-	var (
-		k       *keystore.Key
-		changed []string
-	)
+	var k *keystore.Key
 	err := s.inTx(ctx, "confirm delivery of key "+id, func(tx *sql.Tx) error {
 		var err error
 		if k, err = getKey(ctx, tx, id, now); err != nil {
@@ -309,7 +296,6 @@ func (s *Store) ConfirmDelivery(ctx context.Context, id string) (*keystore.Key, 
 		}
 		delivered := keystore.DeliveryDelivered
 		k.Delivery = &delivered
-		changed = append(changed, id)
 		details := map[string]any{"grace_seconds": grace.Int64}
 		if k.RotatedFrom != nil {
 			details["rotated_from"] = *k.RotatedFrom
@@ -323,7 +309,6 @@ func (s *Store) ConfirmDelivery(ctx context.Context, id string) (*keystore.Key, 
 					unix(revokedAt), unix(expiresAt), old.ID); err != nil {
 					return err
 				}
-				changed = append(changed, old.ID)
 			}
 		}
 		return s.record(ctx, tx, now, keystore.ActionDeliver, id, details)
@@ -331,7 +316,6 @@ func (s *Store) ConfirmDelivery(ctx context.Context, id string) (*keystore.Key, 
 	if err != nil {
 		return nil, err
 	}
-	s.changed(false, changed...)
 	s.withUses(k)
 	return k, nil
 }
@@ -343,10 +327,7 @@ func (s *Store) Revoke(ctx context.Context, id string) (*keystore.Key, error) {
 		return nil, err
 	}
 	now := s.clock()
-	var (
-		k        *keystore.Key
-		unlinked string
-	)
+	var k *keystore.Key
 	err := s.inTx(ctx, "revoke key "+id, func(tx *sql.Tx) error {
 		var err error
 		if k, err = getKey(ctx, tx, id, now); err != nil || k.RevokedAt != nil {
@@ -366,25 +347,18 @@ func (s *Store) Revoke(ctx context.Context, id string) (*keystore.Key, error) {
 			}
 			details["reason"] = "undelivered"
 			details["rotated_from"] = *k.RotatedFrom
-			unlinked = *k.RotatedFrom
 		}
 		return s.record(ctx, tx, now, keystore.ActionRevoke, id, details)
 	})
 	if err != nil {
 		return nil, err
 	}
-	if unlinked != "" {
-		s.changed(false, id, unlinked)
-	} else {
-		s.changed(false, id)
-	}
 	s.withUses(k)
 	return k, nil
 }
 
-// Verify checks secret and records the last use of a key that may be used.
-// With Options.CacheVerify, the key record of the result shares its
-// Scopes and Metadata with the cache: callers must not modify them.
+// Verify checks secret in the file and records the last use of a key that
+// may be used. keystore/cache serves it from memory in a long-lived process.
 func (s *Store) Verify(ctx context.Context, secret string, scopes []string) (*keystore.Verification, error) {
 	for _, sc := range scopes {
 		if !keystore.ValidScope(sc) {
@@ -393,9 +367,6 @@ func (s *Store) Verify(ctx context.Context, secret string, scopes []string) (*ke
 	}
 	if _, err := keystore.ParseToken(secret); err != nil {
 		return keystore.InvalidFormat(), nil
-	}
-	if s.cache != nil {
-		return s.verifyCached(ctx, secret, scopes)
 	}
 	const op = "verify key"
 	now := s.clock()

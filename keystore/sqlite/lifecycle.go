@@ -45,7 +45,6 @@ func (s *Store) Update(ctx context.Context, id string, p keystore.UpdateParams) 
 	if err != nil {
 		return nil, err
 	}
-	s.changed(false, id)
 	s.withUses(nk)
 	return nk, nil
 }
@@ -95,7 +94,6 @@ func (s *Store) setDisabled(ctx context.Context, id string, disable bool) (*keys
 	if err != nil {
 		return nil, err
 	}
-	s.changed(false, id)
 	s.withUses(k)
 	return k, nil
 }
@@ -130,7 +128,6 @@ func (s *Store) Delete(ctx context.Context, id string) (*keystore.Key, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.changed(false, id)
 	return k, nil
 }
 

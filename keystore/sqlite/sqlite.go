@@ -75,14 +75,6 @@ type Options struct {
 	Now  func() time.Time
 	Rand io.Reader // must be safe for concurrent use when the store is
 
-	// CacheVerify serves Verify from memory, for a long-lived process
-	// such as keyctl serve; see cache.go for how it stays exact.
-	// A one-shot command leaves it off: it verifies once.
-	CacheVerify bool
-	// CacheSize bounds the number of key records cached, each some 500
-	// bytes; 0 means 100,000.
-	CacheSize int
-
 	// MustExist refuses a store file that does not exist, instead of
 	// creating it: for commands that only read or change existing keys.
 	MustExist bool
@@ -110,7 +102,7 @@ type Store struct {
 	path  string // as the user gave it, for messages
 	nowFn func() time.Time
 	rand  io.Reader
-	cache *verifyCache // nil unless Options.CacheVerify
+	uses  *useRecorder // the uses queued by RecordUse
 
 	integrity integrity // checked before the first write
 }
@@ -161,19 +153,14 @@ func Open(path string, opts Options) (*Store, error) {
 		db.Close()
 		return nil, err
 	}
-	if opts.CacheVerify {
-		if err := s.startCache(opts.CacheSize); err != nil {
-			db.Close()
-			return nil, err
-		}
-	}
+	s.uses = newUseRecorder(s)
 	return s, nil
 }
 
-// Close writes the uses of keys that the cache holds back, if any, and
-// releases the store's connections.
+// Close writes the uses queued by RecordUse, if any, and releases the
+// store's connections.
 func (s *Store) Close() error {
-	flushErr := s.stopCache()
+	flushErr := s.uses.stop()
 	if err := s.db.Close(); err != nil {
 		return storeError(s.path, "close store", err)
 	}
