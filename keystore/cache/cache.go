@@ -1,28 +1,6 @@
 // Package cache serves Verify from memory in front of any keystore.Store
-// that has a change feed (keystore.ChangeFeed) and queues uses
-// (keystore.UseRecorder), as restic's cache wraps a backend: a long-lived
-// process (keyctl serve) wraps the store it opens. A lookup in SQLite costs
-// some 30 µs and one in PostgreSQL a round trip; hashing a key some 100 ns.
-//
-// It stays exact:
-//   - it keeps key records, not verdicts: expiry is judged at each Verify
-//     with keystore.Judge and the store's clock;
-//   - every change, by this process or another, writes an audit event in
-//     its own transaction, which the store's change feed reports in commit
-//     order. A watcher reads the feed every pollInterval, and at once when
-//     the store notifies a change (keystore.ChangeNotifier), and drops
-//     what the changes affect; a change made through this Store reads the feed
-//     before it returns, so it is seen at once;
-//   - a hit is served only if the last successful read of the feed began
-//     less than maxStale ago; otherwise Verify reads the store. A change
-//     committed anywhere is therefore refused within maxStale plus one
-//     lookup, however the watcher is scheduled, and while the store cannot
-//     be read the cache answers nothing.
-//
-// Uses (last_used_at, and the uses of scopes) are recorded through the
-// store's RecordUse at most once per key, scope and second; the store
-// writes them in batches and shows them on its reads meanwhile. Those
-// writes add no audit event, so they do not empty the cache.
+// with a change feed, for a long-lived process (keyctl serve wraps the
+// store it opens), as restic's cache wraps a backend.
 package cache
 
 import (
@@ -35,6 +13,28 @@ import (
 
 	"github.com/chatbotplatform/keyctl/keystore"
 )
+
+// The store must be a keystore.ChangeFeed and a keystore.UseRecorder. A
+// lookup in the store costs far more than hashing a key (BENCHMARKS.md has
+// the figures); the cache answers from memory and stays exact:
+//   - it keeps key records, not verdicts: expiry is judged at each Verify
+//     with keystore.Judge and the store's clock;
+//   - every change, by this process or another, writes an audit event in
+//     its own transaction, which the store's change feed reports in commit
+//     order. A watcher reads the feed every pollInterval, and at once when
+//     the store notifies a change (keystore.ChangeNotifier), and drops
+//     what the changes affect; a change made through this Store reads the
+//     feed before it returns, so it is seen at once;
+//   - a hit is served only if the last successful read of the feed began
+//     less than maxStale ago; otherwise Verify reads the store. A change
+//     committed anywhere is therefore refused within maxStale plus one
+//     lookup, however the watcher is scheduled, and while the store cannot
+//     be read the cache answers nothing.
+//
+// Uses (last_used_at, and the uses of scopes) are recorded through the
+// store's RecordUse at most once per key, scope and second; the store
+// writes them in batches and shows them on its reads meanwhile. Those
+// writes add no audit event, so they do not empty the cache.
 
 const (
 	pollInterval = 20 * time.Millisecond
