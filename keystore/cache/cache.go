@@ -360,22 +360,20 @@ func (c *Store) Verify(ctx context.Context, secret string, scopes []string) (*ke
 	now := c.clock()
 	hash := keystore.HashToken(secret)
 	e, gen, hit := c.lookup(hash)
-	var (
-		k    *keystore.Key
-		used *time.Time // where k's last use will point
-	)
+	// The result, the caller's copy of the record and its last use in one
+	// allocation.
+	r := &answer{used: now}
+	var k *keystore.Key
 	if hit {
 		if e.key != nil {
 			// A shallow copy: Scopes and Metadata are shared, read-only.
-			rec := &keyAndUse{key: *e.key, used: now}
-			k, used = &rec.key, &rec.used
+			r.key = *e.key
+			k = &r.key
 			k.Status = k.StatusAt(now)
 		}
 	} else {
 		var err error
-		// Copies, so that hash and now stay on the stack on a hit.
-		key, t := hash, now
-		k, err = c.Store.Lookup(ctx, key)
+		k, err = c.Store.Lookup(ctx, hash)
 		if keystore.ErrorCode(err) == keystore.ENOTFOUND {
 			k, err = nil, nil
 		}
@@ -386,31 +384,32 @@ func (c *Store) Verify(ctx context.Context, secret string, scopes []string) (*ke
 		if k != nil {
 			rec := *k
 			cached = &rec
-			used = &t
 		}
-		e = c.fill(key, cached, gen)
+		e = c.fill(hash, cached, gen)
 	}
-	v := keystore.Judge(k, now, scopes)
+	v := &r.v
+	keystore.JudgeInto(v, k, now, scopes)
 	if v.Valid || v.Code == keystore.CodeInsufficientScope {
 		var asked []string
 		if v.Valid {
 			asked = scopes
 		}
 		c.used(e, k.ID, now, asked)
-		k.LastUsedAt = used
+		k.LastUsedAt = &r.used
 	} else if k != nil && hit {
 		// Uses recorded through the cache since the record was read.
 		if u := e.used.Load(); u > 0 && (k.LastUsedAt == nil || k.LastUsedAt.Unix() < u) {
-			*used = time.Unix(u, 0).UTC()
-			k.LastUsedAt = used
+			r.used = time.Unix(u, 0).UTC()
+			k.LastUsedAt = &r.used
 		}
 	}
 	return v, nil
 }
 
-// keyAndUse puts a cached record's copy and its time of use in one
-// allocation.
-type keyAndUse struct {
+// answer is what Verify returns: the result, the key record it points to
+// and the key's last use.
+type answer struct {
+	v    keystore.Verification
 	key  keystore.Key
 	used time.Time
 }
