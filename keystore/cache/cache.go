@@ -88,8 +88,8 @@ type Store struct {
 }
 
 var (
-	_ keystore.Store = (*Store)(nil)
-	_ readiness      = (*Store)(nil)
+	_ keystore.Store   = (*Store)(nil)
+	_ keystore.Readier = (*Store)(nil)
 )
 
 // entry is what the cache knows of one secret hash.
@@ -141,14 +141,9 @@ func New(s keystore.Store, opts Options) (*Store, error) {
 // Unwrap returns the wrapped store, for its optional interfaces.
 func (c *Store) Unwrap() keystore.Store { return c.Store }
 
-// readiness is the wrapped store's optional Ready.
-type readiness interface {
-	Ready(ctx context.Context) error
-}
-
 // Ready is the wrapped store's Ready, if it has one.
 func (c *Store) Ready(ctx context.Context) error {
-	if r, ok := c.Store.(readiness); ok {
+	if r, ok := c.Store.(keystore.Readier); ok {
 		return r.Ready(ctx)
 	}
 	return nil
