@@ -12,11 +12,9 @@
 package server
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -418,62 +416,13 @@ func (s *Server) writeRaw(w http.ResponseWriter, status int, body []byte) {
 	w.Write(body)
 }
 
-// appendReply appends env as the body of a reply (apiv1.AppendReply): a
-// key record, alone, in a list or in a verification, as keystore writes
-// it; anything else as encoding/json does, without escaping HTML.
+// appendReply appends env as the body of a reply (apiv1.AppendReply).
 func appendReply(b []byte, env envelope) ([]byte, error) {
-	b = append(b, `{"data":`...)
-	b, err := appendData(b, env.Data)
-	if err == nil && env.Meta != nil {
-		b = append(b, `,"meta":`...)
-		b, err = appendData(b, env.Meta)
-	}
+	b, err := apiv1.AppendReply(b, env.Data, env.Meta)
 	if err != nil {
 		return nil, fmt.Errorf("encode reply: %w", err)
 	}
-	return append(b, "}\n"...), nil
-}
-
-func appendData(b []byte, v any) ([]byte, error) {
-	switch v := v.(type) {
-	case *keystore.Key:
-		if v != nil {
-			if err := v.CheckTimes(); err != nil {
-				return nil, err
-			}
-			return v.AppendJSON(b), nil
-		}
-	case []*keystore.Key:
-		if v != nil {
-			b = append(b, '[')
-			for i, k := range v {
-				if i > 0 {
-					b = append(b, ',')
-				}
-				if err := k.CheckTimes(); err != nil {
-					return nil, err
-				}
-				b = k.AppendJSON(b)
-			}
-			return append(b, ']'), nil
-		}
-	case *keystore.Verification:
-		if v != nil {
-			if v.Key != nil {
-				if err := v.Key.CheckTimes(); err != nil {
-					return nil, err
-				}
-			}
-			return v.AppendJSON(b), nil
-		}
-	}
-	buf := bytes.NewBuffer(b)
-	enc := json.NewEncoder(buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
-		return nil, err
-	}
-	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
+	return b, nil
 }
 
 // writeError writes err as an error reply. The message of a 5xx reply is

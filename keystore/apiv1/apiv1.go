@@ -6,10 +6,12 @@
 //
 // Every reply is an envelope: {"data":…,"meta":…} for a success (meta only
 // on lists), {"error":{"code":…,"message":…,"request_id":…}} otherwise.
-// A key record travels as keystore writes it (Key.AppendJSON).
+// A key record travels as keystore writes it (Key.AppendJSON); AppendReply
+// writes the envelope of a reply, Envelope reads it.
 package apiv1
 
 import (
+	"bytes"
 	"encoding/json"
 	"net/http"
 
@@ -102,16 +104,65 @@ type Error struct {
 	RequestID string `json:"request_id"`
 }
 
-// AppendReply appends the envelope of a successful reply, with its final
-// newline: data and meta are JSON values; meta is left out when empty.
-func AppendReply(dst, data, meta []byte) []byte {
+// AppendReply appends the body of a successful reply, {"data":…} or
+// {"data":…,"meta":…} when meta is not nil, with its final newline. A key
+// record, alone, in a list or in a verification, is written as keystore
+// writes it (Key.AppendJSON); anything else as encoding/json does, without
+// escaping HTML. A key with a time that RFC 3339 cannot write is an error
+// (Key.CheckTimes), as any value that encoding/json refuses.
+func AppendReply(dst []byte, data, meta any) ([]byte, error) {
 	dst = append(dst, `{"data":`...)
-	dst = append(dst, data...)
-	if len(meta) > 0 {
+	dst, err := appendData(dst, data)
+	if err == nil && meta != nil {
 		dst = append(dst, `,"meta":`...)
-		dst = append(dst, meta...)
+		dst, err = appendData(dst, meta)
 	}
-	return append(dst, "}\n"...)
+	if err != nil {
+		return nil, err
+	}
+	return append(dst, "}\n"...), nil
+}
+
+func appendData(b []byte, v any) ([]byte, error) {
+	switch v := v.(type) {
+	case *keystore.Key:
+		if v != nil {
+			if err := v.CheckTimes(); err != nil {
+				return nil, err
+			}
+			return v.AppendJSON(b), nil
+		}
+	case []*keystore.Key:
+		if v != nil {
+			b = append(b, '[')
+			for i, k := range v {
+				if i > 0 {
+					b = append(b, ',')
+				}
+				if err := k.CheckTimes(); err != nil {
+					return nil, err
+				}
+				b = k.AppendJSON(b)
+			}
+			return append(b, ']'), nil
+		}
+	case *keystore.Verification:
+		if v != nil {
+			if v.Key != nil {
+				if err := v.Key.CheckTimes(); err != nil {
+					return nil, err
+				}
+			}
+			return v.AppendJSON(b), nil
+		}
+	}
+	buf := bytes.NewBuffer(b)
+	enc := json.NewEncoder(buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
 }
 
 // ErrorBody is the body of an error reply, with its final newline.

@@ -3,6 +3,7 @@ package apiv1_test
 import (
 	"net/http"
 	"testing"
+	"time"
 
 	"github.com/chatbotplatform/keyctl/keystore"
 	"github.com/chatbotplatform/keyctl/keystore/apiv1"
@@ -35,11 +36,26 @@ func TestStatusCodeRoundTrip(t *testing.T) {
 }
 
 func TestReplyBodies(t *testing.T) {
-	if got, want := string(apiv1.AppendReply(nil, []byte(`[]`), []byte(`{"page":1}`))), `{"data":[],"meta":{"page":1}}`+"\n"; got != want {
-		t.Errorf("AppendReply = %q, want %q", got, want)
+	for _, tt := range []struct {
+		data, meta any
+		want       string
+	}{
+		{[]*keystore.Key{}, apiv1.ListMeta{Page: 1, PerPage: 20, Total: 0}, `{"data":[],"meta":{"page":1,"per_page":20,"total":0}}`},
+		{map[string]string{"status": "<ok>"}, nil, `{"data":{"status":"<ok>"}}`},
+		{[]*keystore.Key(nil), nil, `{"data":null}`},
+		{(*keystore.Key)(nil), nil, `{"data":null}`},
+	} {
+		got, err := apiv1.AppendReply([]byte("x"), tt.data, tt.meta)
+		if err != nil || string(got) != "x"+tt.want+"\n" {
+			t.Errorf("AppendReply(%#v, %#v) = %q, %v, want %q", tt.data, tt.meta, got, err, tt.want)
+		}
 	}
-	if got, want := string(apiv1.AppendReply(nil, []byte(`{}`), nil)), `{"data":{}}`+"\n"; got != want {
-		t.Errorf("AppendReply = %q, want %q", got, want)
+	far := time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)
+	for _, data := range []any{&keystore.Key{CreatedAt: far}, []*keystore.Key{{}, {LastUsedAt: &far}},
+		&keystore.Verification{Key: &keystore.Key{ScopesLastUsed: map[string]time.Time{"admin": far}}}} {
+		if got, err := apiv1.AppendReply(nil, data, nil); err == nil {
+			t.Errorf("AppendReply(%#v) = %q, want an error for the year 10000", data, got)
+		}
 	}
 	if got, want := string(apiv1.ErrorBody("invalid", "a <b>", "req_1")), `{"error":{"code":"invalid","message":"a \u003cb\u003e","request_id":"req_1"}}`+"\n"; got != want {
 		t.Errorf("ErrorBody = %q, want %q", got, want)
