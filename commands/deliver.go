@@ -118,7 +118,7 @@ func settle(ctx context.Context, f *Factory, store keystore.Store, nk *keystore.
 		}
 		return nil
 	}
-	if c, ok := store.(keystore.Caller); ok && selfID != "" && nk.RotatedFrom != nil && *nk.RotatedFrom == selfID {
+	if c, ok := keystore.As[keystore.Caller](store); ok && selfID != "" && nk.RotatedFrom != nil && *nk.RotatedFrom == selfID {
 		c.UseSecret(nk.Secret)
 	}
 	done, err := store.ConfirmDelivery(sctx, nk.ID)

@@ -70,7 +70,7 @@ func exportRun(ctx context.Context, opts *ExportOptions) error {
 	if err != nil {
 		return err
 	}
-	ex, ok := store.(keystore.Exporter)
+	ex, ok := keystore.As[keystore.Exporter](store)
 	if !ok {
 		return withHint(usageError("export needs a SQLite or PostgreSQL store: the key service's API does not give out key hashes"),
 			"run keyctl export with --store on the service's own store")

@@ -122,7 +122,7 @@ func restoreRun(ctx context.Context, opts *ImportOptions, r io.Reader, input str
 	if err != nil {
 		return err
 	}
-	re, ok := store.(keystore.Restorer)
+	re, ok := keystore.As[keystore.Restorer](store)
 	if !ok {
 		return withHint(usageError("%s is an export of a whole store: importing it needs a SQLite or PostgreSQL store", input),
 			"run keyctl import with --store on the service's own store")

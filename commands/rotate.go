@@ -190,7 +190,7 @@ func (opts *RotateOptions) resolve(cmd *cobra.Command, args []string) error {
 // selfID returns the ID of the key a remote store authenticates with, or
 // "" for a local store.
 func selfID(ctx context.Context, store keystore.Store) (string, error) {
-	c, ok := store.(keystore.Caller)
+	c, ok := keystore.As[keystore.Caller](store)
 	if !ok {
 		return "", nil
 	}
@@ -210,7 +210,7 @@ func rotateRun(ctx context.Context, opts *RotateOptions) error {
 	self := ""
 	var key *keystore.Key
 	if opts.Self {
-		c, ok := store.(keystore.Caller)
+		c, ok := keystore.As[keystore.Caller](store)
 		if !ok {
 			return withHint(usageError("rotate --self needs the key service: a local store has no calling key"), "keyctl --api-url URL rotate --self")
 		}

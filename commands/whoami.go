@@ -42,7 +42,7 @@ func whoamiRun(ctx context.Context, opts *WhoamiOptions) error {
 	if err != nil {
 		return err
 	}
-	c, ok := store.(keystore.Caller)
+	c, ok := keystore.As[keystore.Caller](store)
 	if !ok {
 		return withHint(usageError("whoami needs the key service: a local store has no calling key"), "keyctl --api-url URL whoami, with the key in CHATBOT_API_KEY")
 	}

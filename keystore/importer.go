@@ -229,7 +229,7 @@ func (run *importRun) flush() error {
 	if len(run.batch) == 0 {
 		return nil
 	}
-	if bi, ok := run.store.(BatchImporter); ok && run.session == nil {
+	if bi, ok := As[BatchImporter](run.store); ok && run.session == nil {
 		s, err := bi.BeginImport(run.ctx)
 		if err != nil {
 			return err

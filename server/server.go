@@ -144,7 +144,7 @@ const readyTimeout = 2 * time.Second
 // 503 otherwise, so that a load balancer drains a replica that cannot
 // reach its database. The cause goes to the log, not to the caller.
 func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
-	if rs, ok := s.store.(keystore.Readier); ok {
+	if rs, ok := keystore.As[keystore.Readier](s.store); ok {
 		ctx, cancel := context.WithTimeout(r.Context(), readyTimeout)
 		defer cancel()
 		if err := rs.Ready(ctx); err != nil {
