@@ -1,6 +1,8 @@
 package keystore
 
 import (
+	"io"
+	"maps"
 	"time"
 )
 
@@ -124,4 +126,34 @@ type Verification struct {
 	Code          string   `json:"code"`
 	Key           *Key     `json:"key"`
 	MissingScopes []string `json:"missing_scopes"`
+}
+
+// NewKey makes the record of a new key, with a fresh ID and secret drawn
+// from r, and stores nothing: every store makes its keys and rotation
+// successors with it.
+func NewKey(r io.Reader, name, env string, scopes []string, expires *time.Time, metadata map[string]string, now time.Time) (*Key, error) {
+	id, err := NewID(r)
+	if err != nil {
+		return nil, err
+	}
+	secret, err := NewToken(env, r)
+	if err != nil {
+		return nil, err
+	}
+	if metadata == nil {
+		metadata = map[string]string{}
+	}
+	k := &Key{
+		ID:          id,
+		Name:        name,
+		Environment: env,
+		Scopes:      append([]string(nil), scopes...),
+		Hint:        Hint(secret),
+		CreatedAt:   now,
+		ExpiresAt:   expires,
+		Metadata:    maps.Clone(metadata),
+		Secret:      secret,
+	}
+	k.Status = k.StatusAt(now)
+	return k, nil
 }

@@ -34,7 +34,7 @@ func (s *Store) Create(ctx context.Context, p keystore.CreateParams) (*keystore.
 	if err := p.Validate(now); err != nil {
 		return nil, err
 	}
-	k, err := s.newKey(p.Name, p.Environment, p.Scopes, p.ExpiresAt, p.Metadata, now)
+	k, err := keystore.NewKey(s.rand, p.Name, p.Environment, p.Scopes, p.ExpiresAt, p.Metadata, now)
 	if err != nil {
 		return nil, err
 	}
@@ -197,7 +197,7 @@ func (s *Store) Rotate(ctx context.Context, id string, opts keystore.RotateOptio
 			e := now.Add(old.ExpiresAt.Sub(old.CreatedAt))
 			expires = &e
 		}
-		nk, err = s.newKey(old.Name, old.Environment, old.Scopes, expires, old.Metadata, now)
+		nk, err = keystore.NewKey(s.rand, old.Name, old.Environment, old.Scopes, expires, old.Metadata, now)
 		if err != nil {
 			return err
 		}
@@ -503,34 +503,6 @@ func (s *Store) inTx(ctx context.Context, op string, fn func(pgx.Tx) error) erro
 		return s.fail(ctx, op, err)
 	}
 	return nil
-}
-
-// newKey makes a key record with a fresh ID and secret; it stores nothing.
-func (s *Store) newKey(name, env string, scopes []string, expires *time.Time, metadata map[string]string, now time.Time) (*keystore.Key, error) {
-	id, err := keystore.NewID(s.rand)
-	if err != nil {
-		return nil, err
-	}
-	secret, err := keystore.NewToken(env, s.rand)
-	if err != nil {
-		return nil, err
-	}
-	if metadata == nil {
-		metadata = map[string]string{}
-	}
-	k := &keystore.Key{
-		ID:          id,
-		Name:        name,
-		Environment: env,
-		Scopes:      append([]string(nil), scopes...),
-		Hint:        keystore.Hint(secret),
-		CreatedAt:   now,
-		ExpiresAt:   expires,
-		Metadata:    maps.Clone(metadata),
-		Secret:      secret,
-	}
-	k.Status = k.StatusAt(now)
-	return k, nil
 }
 
 // insertKey stores k, keeping only the SHA-256 of its secret.
