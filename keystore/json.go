@@ -189,6 +189,34 @@ func AppendRFC3339(b []byte, t time.Time) []byte {
 	return append(b, 'Z')
 }
 
+// writeObject writes member name with m as a JSON object, its names sorted
+// as encoding/json sorts them, each value by appendValue. names is room
+// for the sorted names, which the caller keeps on its stack.
+func writeObject[V any](w *jsonWriter, name string, m map[string]V, names []string, appendValue func([]byte, V) []byte) {
+	w.name(name, false)
+	if len(m) == 0 {
+		w.b = append(w.b, "{}"...)
+		return
+	}
+	for n := range m {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	w.open('{')
+	for i, n := range names {
+		w.member(i == 0)
+		w.b = plainjson.AppendString(w.b, n)
+		w.colon()
+		w.b = appendValue(w.b, m[n])
+	}
+	w.close('}')
+}
+
+// appendQuotedTime appends t as a JSON string in RFC 3339.
+func appendQuotedTime(b []byte, t time.Time) []byte {
+	return append(AppendRFC3339(append(b, '"'), t), '"')
+}
+
 func (w *jsonWriter) key(k *Key) {
 	var room [16]string // the sorted names of a map, most often on the stack
 	w.open('{')
@@ -205,47 +233,11 @@ func (w *jsonWriter) key(k *Key) {
 	w.time("disabled_at", k.DisabledAt)
 	w.time("last_used_at", k.LastUsedAt)
 	w.strings("used_scopes", k.UsedScopes)
-	w.name("scopes_last_used", false)
-	if len(k.ScopesLastUsed) == 0 {
-		w.b = append(w.b, "{}"...)
-	} else {
-		names := room[:0]
-		for n := range k.ScopesLastUsed {
-			names = append(names, n)
-		}
-		slices.Sort(names)
-		w.open('{')
-		for i, n := range names {
-			w.member(i == 0)
-			w.b = plainjson.AppendString(w.b, n)
-			w.colon()
-			w.b = append(w.b, '"')
-			w.b = AppendRFC3339(w.b, k.ScopesLastUsed[n])
-			w.b = append(w.b, '"')
-		}
-		w.close('}')
-	}
+	writeObject(w, "scopes_last_used", k.ScopesLastUsed, room[:0], appendQuotedTime)
 	w.optStr("rotated_from", k.RotatedFrom)
 	w.optStr("rotated_to", k.RotatedTo)
 	w.optStr("delivery", k.Delivery)
-	w.name("metadata", false)
-	if len(k.Metadata) == 0 {
-		w.b = append(w.b, "{}"...)
-	} else {
-		names := room[:0]
-		for n := range k.Metadata {
-			names = append(names, n)
-		}
-		slices.Sort(names)
-		w.open('{')
-		for i, n := range names {
-			w.member(i == 0)
-			w.b = plainjson.AppendString(w.b, n)
-			w.colon()
-			w.b = plainjson.AppendString(w.b, k.Metadata[n])
-		}
-		w.close('}')
-	}
+	writeObject(w, "metadata", k.Metadata, room[:0], plainjson.AppendString)
 	if k.Secret != "" {
 		w.str("key", k.Secret)
 	}

@@ -465,46 +465,24 @@ func nonNilScopes(s []string) []string {
 	return s
 }
 
-func (s *Server) disable(c *call) (result, error) {
-	if err := s.mayManageKey(c, c.r.PathValue("id"), "disable"); err != nil {
-		return result{}, err
+// keyAction handles POST /v1/api-keys/{id}/<verb> (disable, enable,
+// delete): an empty body, the caller's right to manage the key, and one
+// store call.
+func (s *Server) keyAction(verb string, act func(keystore.Store, context.Context, string) (*keystore.Key, error)) func(*call) (result, error) {
+	return func(c *call) (result, error) {
+		id := c.r.PathValue("id")
+		if err := s.mayManageKey(c, id, verb); err != nil {
+			return result{}, err
+		}
+		if err := decodeBody(c.body, &struct{}{}, true); err != nil {
+			return result{}, err
+		}
+		k, err := act(s.store, c.ctx, id)
+		if err != nil {
+			return result{}, err
+		}
+		return dataReply(http.StatusOK, k)
 	}
-	if err := decodeBody(c.body, &struct{}{}, true); err != nil {
-		return result{}, err
-	}
-	k, err := s.store.Disable(c.ctx, c.r.PathValue("id"))
-	if err != nil {
-		return result{}, err
-	}
-	return dataReply(http.StatusOK, k)
-}
-
-func (s *Server) enable(c *call) (result, error) {
-	if err := s.mayManageKey(c, c.r.PathValue("id"), "enable"); err != nil {
-		return result{}, err
-	}
-	if err := decodeBody(c.body, &struct{}{}, true); err != nil {
-		return result{}, err
-	}
-	k, err := s.store.Enable(c.ctx, c.r.PathValue("id"))
-	if err != nil {
-		return result{}, err
-	}
-	return dataReply(http.StatusOK, k)
-}
-
-func (s *Server) deleteKey(c *call) (result, error) {
-	if err := s.mayManageKey(c, c.r.PathValue("id"), "delete"); err != nil {
-		return result{}, err
-	}
-	if err := decodeBody(c.body, &struct{}{}, true); err != nil {
-		return result{}, err
-	}
-	k, err := s.store.Delete(c.ctx, c.r.PathValue("id"))
-	if err != nil {
-		return result{}, err
-	}
-	return dataReply(http.StatusOK, k)
 }
 
 // mayChange checks that the caller may change key id: an admin key may

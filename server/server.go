@@ -129,9 +129,9 @@ func (s *Server) routes() {
 	m.Handle("POST /v1/api-keys/{id}/confirm-delivery", s.endpoint(selfOrAdmin, s.confirmDelivery))
 	m.Handle("DELETE /v1/api-keys/{id}", s.endpoint(selfOrAdmin, s.revoke))
 	m.Handle("PATCH /v1/api-keys/{id}", s.endpoint(needAdmin, s.update))
-	m.Handle("POST /v1/api-keys/{id}/disable", s.endpoint(needAdmin, s.disable))
-	m.Handle("POST /v1/api-keys/{id}/enable", s.endpoint(needAdmin, s.enable))
-	m.Handle("POST /v1/api-keys/{id}/delete", s.endpoint(needAdmin, s.deleteKey))
+	m.Handle("POST /v1/api-keys/{id}/disable", s.endpoint(needAdmin, s.keyAction("disable", keystore.Store.Disable)))
+	m.Handle("POST /v1/api-keys/{id}/enable", s.endpoint(needAdmin, s.keyAction("enable", keystore.Store.Enable)))
+	m.Handle("POST /v1/api-keys/{id}/delete", s.endpoint(needAdmin, s.keyAction("delete", keystore.Store.Delete)))
 	m.Handle("GET /v1/audit-events", s.endpoint(needAdmin, s.audit))
 	s.mux = m
 }
