@@ -28,9 +28,9 @@ func (s *Store) ChangeNotify() <-chan struct{} {
 }
 
 // RecordUse queues a use of key id at t, and of scopes at t, for the
-// writer of uses (uses.go).
+// writer of uses (writeUses in uses.go).
 func (s *Store) RecordUse(id string, t time.Time, scopes []string) {
-	s.uses.add(id, t, scopes)
+	s.uses.Add(id, t, scopes)
 }
 
 // changesQuery reads the latest version ($1 since, $2 limit) and the

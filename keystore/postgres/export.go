@@ -50,7 +50,7 @@ func (s *Store) ExportKeys(ctx context.Context) iter.Seq2[*keystore.ExportedKey,
 					yield(nil, s.fail(ctx, op, err))
 					return
 				}
-				s.uses.show(k)
+				s.uses.Show(k)
 				page = append(page, keystore.NewExportedKey(k, hash))
 				lastAt, lastSeq = k.CreatedAt, seq
 			}

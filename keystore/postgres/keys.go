@@ -61,7 +61,7 @@ func (s *Store) Get(ctx context.Context, id string) (*keystore.Key, error) {
 	if err != nil {
 		return nil, s.fail(ctx, "get key "+id, err)
 	}
-	s.uses.show(k)
+	s.uses.Show(k)
 	return k, nil
 }
 
@@ -127,7 +127,7 @@ func (s *Store) List(ctx context.Context, opts keystore.ListOptions) iter.Seq2[*
 				return
 			}
 			for _, k := range got {
-				s.uses.show(k)
+				s.uses.Show(k)
 				if !yield(k, nil) {
 					return
 				}
@@ -345,7 +345,7 @@ func (s *Store) ConfirmDelivery(ctx context.Context, id string) (*keystore.Key, 
 	if err != nil {
 		return nil, err
 	}
-	s.uses.show(k)
+	s.uses.Show(k)
 	return k, nil
 }
 
@@ -382,7 +382,7 @@ func (s *Store) Revoke(ctx context.Context, id string) (*keystore.Key, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.uses.show(k)
+	s.uses.Show(k)
 	return k, nil
 }
 
@@ -418,11 +418,11 @@ func (s *Store) Verify(ctx context.Context, secret string, scopes []string) (*ke
 		if v.Valid {
 			used = scopes
 		}
-		s.uses.add(k.ID, now, used)
+		s.uses.Add(k.ID, now, used)
 		k.LastUsedAt = &now
-		s.uses.show(k)
+		s.uses.Show(k)
 	} else {
-		s.uses.show(k)
+		s.uses.Show(k)
 	}
 	return v, nil
 }
@@ -436,7 +436,7 @@ func (s *Store) Lookup(ctx context.Context, hash [32]byte) (*keystore.Key, error
 	if err != nil {
 		return nil, s.fail(ctx, "look up key by hash", err)
 	}
-	s.uses.show(k)
+	s.uses.Show(k)
 	return k, nil
 }
 

@@ -49,7 +49,7 @@ func (s *Store) Update(ctx context.Context, id string, p keystore.UpdateParams) 
 	if err != nil {
 		return nil, err
 	}
-	s.uses.show(nk)
+	s.uses.Show(nk)
 	return nk, nil
 }
 
@@ -98,7 +98,7 @@ func (s *Store) setDisabled(ctx context.Context, id string, disable bool) (*keys
 	if err != nil {
 		return nil, err
 	}
-	s.uses.show(k)
+	s.uses.Show(k)
 	return k, nil
 }
 

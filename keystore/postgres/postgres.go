@@ -96,8 +96,8 @@ type Store struct {
 	pass  string // the password, to scrub from messages
 	nowFn func() time.Time
 	rand  io.Reader
-	uses  *useRecorder
-	feed  *feed // nil unless Options.Watch
+	uses  *keystore.UseQueue // the uses queued by RecordUse (uses.go)
+	feed  *feed              // nil unless Options.Watch
 }
 
 var _ keystore.Store = (*Store)(nil)
@@ -131,10 +131,10 @@ func Open(dsn string, opts Options) (*Store, error) {
 		s.pool.Close()
 		return nil, err
 	}
-	s.uses = newUseRecorder(s, opts.UseFlushInterval)
+	s.uses = keystore.NewUseQueue(opts.UseFlushInterval, s.writeUses)
 	if opts.Watch {
 		if s.feed, err = startFeed(s, cfg.ConnConfig); err != nil {
-			s.uses.stop()
+			s.uses.Stop(context.Background())
 			s.pool.Close()
 			return nil, err
 		}
@@ -145,7 +145,9 @@ func Open(dsn string, opts Options) (*Store, error) {
 // Close writes the uses of keys not yet written, stops the feed and
 // releases the store's connections.
 func (s *Store) Close() error {
-	err := s.uses.stop()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err := s.uses.Stop(ctx)
 	if s.feed != nil {
 		s.feed.stop()
 	}

@@ -33,7 +33,7 @@ func (s *Store) ExportKeys(ctx context.Context) iter.Seq2[*keystore.ExportedKey,
 				yield(nil, s.fail(ctx, op, err))
 				return
 			}
-			s.withUses(k)
+			s.uses.Show(k)
 			if !yield(keystore.NewExportedKey(k, hash), nil) {
 				return
 			}

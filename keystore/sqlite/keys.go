@@ -61,7 +61,7 @@ func (s *Store) Get(ctx context.Context, id string) (*keystore.Key, error) {
 	if err != nil {
 		return nil, s.fail(ctx, "get key "+id, err)
 	}
-	s.withUses(k)
+	s.uses.Show(k)
 	return k, nil
 }
 
@@ -96,7 +96,7 @@ func (s *Store) List(ctx context.Context, opts keystore.ListOptions) iter.Seq2[*
 				yield(nil, s.fail(ctx, op, err))
 				return
 			}
-			s.withUses(k)
+			s.uses.Show(k)
 			if !yield(k, nil) {
 				return
 			}
@@ -316,7 +316,7 @@ func (s *Store) ConfirmDelivery(ctx context.Context, id string) (*keystore.Key, 
 	if err != nil {
 		return nil, err
 	}
-	s.withUses(k)
+	s.uses.Show(k)
 	return k, nil
 }
 
@@ -353,7 +353,7 @@ func (s *Store) Revoke(ctx context.Context, id string) (*keystore.Key, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.withUses(k)
+	s.uses.Show(k)
 	return k, nil
 }
 
@@ -715,6 +715,6 @@ func (s *Store) Lookup(ctx context.Context, hash [32]byte) (*keystore.Key, error
 	if err != nil {
 		return nil, s.fail(ctx, "look up key by hash", err)
 	}
-	s.withUses(k)
+	s.uses.Show(k)
 	return k, nil
 }

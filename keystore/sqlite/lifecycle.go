@@ -45,7 +45,7 @@ func (s *Store) Update(ctx context.Context, id string, p keystore.UpdateParams) 
 	if err != nil {
 		return nil, err
 	}
-	s.withUses(nk)
+	s.uses.Show(nk)
 	return nk, nil
 }
 
@@ -94,7 +94,7 @@ func (s *Store) setDisabled(ctx context.Context, id string, disable bool) (*keys
 	if err != nil {
 		return nil, err
 	}
-	s.withUses(k)
+	s.uses.Show(k)
 	return k, nil
 }
 

@@ -102,7 +102,7 @@ type Store struct {
 	path  string // as the user gave it, for messages
 	nowFn func() time.Time
 	rand  io.Reader
-	uses  *useRecorder // the uses queued by RecordUse
+	uses  *keystore.UseQueue // the uses queued by RecordUse
 
 	integrity integrity // checked before the first write
 }
@@ -153,14 +153,14 @@ func Open(path string, opts Options) (*Store, error) {
 		db.Close()
 		return nil, err
 	}
-	s.uses = newUseRecorder(s)
+	s.uses = keystore.NewUseQueue(useFlushInterval, s.writeUses)
 	return s, nil
 }
 
 // Close writes the uses queued by RecordUse, if any, and releases the
 // store's connections.
 func (s *Store) Close() error {
-	flushErr := s.uses.stop()
+	flushErr := s.uses.Stop(context.Background())
 	if err := s.db.Close(); err != nil {
 		return storeError(s.path, "close store", err)
 	}
