@@ -1,6 +1,7 @@
 package keystore
 
 import (
+	"io"
 	"maps"
 	"slices"
 	"strings"
@@ -30,8 +31,11 @@ func (p UpdateParams) IsZero() bool {
 // Apply checks p and applies it to a copy of k at time now. It returns the
 // updated copy and the audit details of the change: for each field that
 // changed, {"before": …, "after": …}. No changed field gives empty details.
-// EINVALID for bad params.
+// ECONFLICT for a revoked key, EINVALID for bad params.
 func (p UpdateParams) Apply(k *Key, now time.Time) (*Key, map[string]any, error) {
+	if k.RevokedAt != nil {
+		return nil, nil, Errorf(ECONFLICT, "key %s is revoked: it cannot change", k.ID)
+	}
 	if p.IsZero() {
 		return nil, nil, Errorf(EINVALID, "nothing to update: give a new name, scopes, expiry or metadata")
 	}
@@ -111,6 +115,238 @@ func (p UpdateParams) Apply(k *Key, now time.Time) (*Key, map[string]any, error)
 	}
 	nk.Status = nk.StatusAt(now)
 	return &nk, changes, nil
+}
+
+// Apply checks p and makes the key it asks for at now, with a fresh ID and
+// secret from random, and the details of its create event. The expiry is
+// cut to whole seconds before validation, so that one within the current
+// second is refused rather than stored as already past. EINVALID for bad
+// params.
+func (p CreateParams) Apply(random io.Reader, now time.Time) (*Key, map[string]any, error) {
+	if p.ExpiresAt != nil {
+		e := p.ExpiresAt.UTC().Truncate(time.Second)
+		p.ExpiresAt = &e
+	}
+	if err := p.Validate(now); err != nil {
+		return nil, nil, err
+	}
+	k, err := NewKey(random, p.Name, p.Environment, p.Scopes, p.ExpiresAt, p.Metadata, now)
+	if err != nil {
+		return nil, nil, err
+	}
+	return k, map[string]any{"name": k.Name, "environment": k.Environment, "scopes": k.Scopes}, nil
+}
+
+// The rules of the other changes to a key, for every store that keeps keys
+// itself: each store reads the key in a transaction, asks one of these what
+// to change and to record, writes that, and records it in the same
+// transaction.
+
+// DisableAction is the audit action of ApplyDisable.
+func DisableAction(disable bool) string {
+	if disable {
+		return ActionDisable
+	}
+	return ActionEnable
+}
+
+// ApplyDisable disables k at now, or enables it, in memory. It reports
+// whether k changed: disabling a disabled key (or enabling an enabled one)
+// changes nothing and records nothing. ECONFLICT for a revoked key.
+func ApplyDisable(k *Key, disable bool, now time.Time) (changed bool, err error) {
+	if k.RevokedAt != nil {
+		return false, Errorf(ECONFLICT, "key %s is revoked: revoking is final", k.ID)
+	}
+	if (k.DisabledAt != nil) == disable {
+		return false, nil
+	}
+	k.DisabledAt = nil
+	if disable {
+		k.DisabledAt = &now
+	}
+	k.Status = k.StatusAt(now)
+	return true, nil
+}
+
+// ApplyDelete checks that k may be deleted and returns the details of the
+// delete event. ECONFLICT for a key that is not revoked.
+func ApplyDelete(k *Key) (map[string]any, error) {
+	if k.RevokedAt == nil {
+		return nil, Errorf(ECONFLICT, "key %s is not revoked: revoke it before deleting it", k.ID)
+	}
+	return map[string]any{"name": k.Name}, nil
+}
+
+// ApplyRevoke revokes k at now, in memory. It reports whether k changed (a
+// revoked key stays as it is, with no second event), and returns the
+// details of the revoke event and the predecessor to unlink: when k is a
+// successor whose secret nobody confirmed having, the rotation did not
+// happen, and its old key may be rotated again ("" when there is none).
+func ApplyRevoke(k *Key, now time.Time) (changed bool, unlinkFrom string, details map[string]any) {
+	if k.RevokedAt != nil {
+		return false, "", nil
+	}
+	k.RevokedAt = &now
+	k.Status = k.StatusAt(now)
+	if k.Delivery != nil && *k.Delivery == DeliveryPending && k.RotatedFrom != nil {
+		return true, *k.RotatedFrom, UndeliveredDetails(*k.RotatedFrom)
+	}
+	return true, "", map[string]any{}
+}
+
+// UndeliveredDetails are the details of the revoke event of a successor
+// whose secret was not delivered, rotated from the key rotatedFrom.
+func UndeliveredDetails(rotatedFrom string) map[string]any {
+	return map[string]any{"reason": "undelivered", "rotated_from": rotatedFrom}
+}
+
+// Check refuses rotate options no store takes. EINVALID.
+func (o RotateOptions) Check() error {
+	if o.Grace < 0 {
+		return Errorf(EINVALID, "grace period must not be negative")
+	}
+	if o.AwaitDelivery < 0 {
+		return Errorf(EINVALID, "delivery timeout must not be negative")
+	}
+	return nil
+}
+
+// CheckRotate refuses to rotate old while its own secret awaits delivery
+// (ECONFLICT). A store calls it first, then ReplaceUndelivered when old was
+// rotated already, then NewRotation.
+func CheckRotate(old *Key) error {
+	if old.Delivery != nil && *old.Delivery == DeliveryPending && old.RevokedAt == nil {
+		return Errorf(ECONFLICT, "key %s awaits the delivery of its own secret: confirm it, or revoke it", old.ID)
+	}
+	return nil
+}
+
+// ReplaceUndelivered decides for old, rotated already to a successor whose
+// delivery ("" when not tracked), delivery lease due and revocation a
+// store read: a successor that still awaits delivery after its lease ran
+// out gives way, and old is to be unlinked from it (old.RotatedTo is
+// cleared), so that it can be rotated again. revokeSuccessor says that the
+// successor is to be revoked too, with UndeliveredDetails. ECONFLICT
+// otherwise: the rotation happened, or its lease runs still.
+func ReplaceUndelivered(old *Key, delivery string, due *time.Time, revoked bool, now time.Time) (revokeSuccessor bool, err error) {
+	succID := *old.RotatedTo
+	if delivery != DeliveryPending {
+		return false, Errorf(ECONFLICT, "key %s was already rotated to %s", old.ID, succID)
+	}
+	if !revoked && due != nil && due.After(now) {
+		return false, Errorf(ECONFLICT, "key %s is being rotated: the secret of its successor %s awaits delivery until %s",
+			old.ID, succID, due.UTC().Format(time.RFC3339))
+	}
+	old.RotatedTo = nil
+	return !revoked, nil
+}
+
+// Rotation is what rotating a key makes and changes, for a store to write
+// in the transaction that read the old key.
+type Rotation struct {
+	New *Key // the successor; its Delivery is pending when DeliveryDue is set
+	// DeliveryDue is when the successor's delivery lease runs out; nil
+	// when the rotation awaits no delivery.
+	DeliveryDue  *time.Time
+	GraceSeconds int64 // the grace to keep for ConfirmDelivery
+	// The old key's revoked_at and expires_at, linked to New only where
+	// it was not rotated or revoked meanwhile (else RotatedMeanwhile).
+	OldRevokedAt, OldExpiresAt *time.Time
+	Details                    map[string]any // of the rotate event
+}
+
+// NewRotation makes the successor of old at now, with a new secret from
+// random. The successor has no expiry when old had none; otherwise it gets
+// old's full lifetime (expires_at - created_at) again, counted from now.
+// Awaiting delivery leaves old as it is until ConfirmDelivery; otherwise
+// old ends at once, or at the end of the grace unless it expires sooner.
+// ECONFLICT for a revoked key.
+func NewRotation(random io.Reader, old *Key, opts RotateOptions, now time.Time) (*Rotation, error) {
+	if old.RevokedAt != nil {
+		return nil, Errorf(ECONFLICT, "key %s is revoked", old.ID)
+	}
+	var expires *time.Time
+	if old.ExpiresAt != nil {
+		e := now.Add(old.ExpiresAt.Sub(old.CreatedAt))
+		expires = &e
+	}
+	nk, err := NewKey(random, old.Name, old.Environment, old.Scopes, expires, old.Metadata, now)
+	if err != nil {
+		return nil, err
+	}
+	nk.RotatedFrom = &old.ID
+	r := &Rotation{New: nk, GraceSeconds: int64(opts.Grace / time.Second)}
+	r.Details = map[string]any{"new_key_id": nk.ID, "grace_seconds": r.GraceSeconds}
+	if opts.AwaitDelivery > 0 {
+		pending := DeliveryPending
+		nk.Delivery = &pending
+		due := now.Add(opts.AwaitDelivery).Truncate(time.Second)
+		r.DeliveryDue = &due
+		r.OldRevokedAt, r.OldExpiresAt = old.RevokedAt, old.ExpiresAt
+		r.Details["await_delivery_seconds"] = int64(opts.AwaitDelivery / time.Second)
+		return r, nil
+	}
+	r.OldRevokedAt, r.OldExpiresAt = endOf(old, opts.Grace, now)
+	return r, nil
+}
+
+// RotatedMeanwhile is the error of a rotation whose link to the old key
+// found it rotated or revoked by another transaction.
+func RotatedMeanwhile(id string) error {
+	return Errorf(ECONFLICT, "key %s was rotated or revoked meanwhile", id)
+}
+
+// endOf returns the revoked_at and expires_at that end old after grace:
+// at once when grace is 0, else at the end of the grace unless it expires
+// sooner.
+func endOf(old *Key, grace time.Duration, now time.Time) (revokedAt, expiresAt *time.Time) {
+	revokedAt, expiresAt = old.RevokedAt, old.ExpiresAt
+	if grace == 0 {
+		revokedAt = &now
+	} else if end := now.Add(grace).Truncate(time.Second); expiresAt == nil || end.Before(*expiresAt) {
+		expiresAt = &end
+	}
+	return revokedAt, expiresAt
+}
+
+// ApplyDelivery marks the secret of k delivered, in memory. It reports
+// whether k changed: a delivered key stays as it is, with no second event.
+// The store then ends k's predecessor (PredecessorEnd). ECONFLICT for a key that awaits no delivery, or that was
+// revoked before it was delivered.
+func ApplyDelivery(k *Key) (changed bool, err error) {
+	switch {
+	case k.Delivery == nil:
+		return false, Errorf(ECONFLICT, "key %s awaits no delivery: it was not made by a rotation that awaits one", k.ID)
+	case *k.Delivery == DeliveryDelivered:
+		return false, nil
+	case k.RevokedAt != nil:
+		return false, Errorf(ECONFLICT, "key %s was revoked before its delivery was confirmed: its rotation did not count; rotate the old key again", k.ID)
+	}
+	delivered := DeliveryDelivered
+	k.Delivery = &delivered
+	return true, nil
+}
+
+// PredecessorEnd returns the revoked_at and expires_at that end old, the
+// predecessor of a key whose delivery was confirmed at now: at once, or
+// after the graceSeconds its rotation kept unless it expires sooner. A
+// revoked predecessor stays as it is (end is false).
+func PredecessorEnd(old *Key, graceSeconds int64, now time.Time) (revokedAt, expiresAt *time.Time, end bool) {
+	if old.RevokedAt != nil {
+		return nil, nil, false
+	}
+	revokedAt, expiresAt = endOf(old, time.Duration(graceSeconds)*time.Second, now)
+	return revokedAt, expiresAt, true
+}
+
+// DeliveryDetails are the details of the deliver event of k, whose rotation
+// kept graceSeconds of grace for its predecessor.
+func DeliveryDetails(k *Key, graceSeconds int64) map[string]any {
+	details := map[string]any{"grace_seconds": graceSeconds}
+	if k.RotatedFrom != nil {
+		details["rotated_from"] = *k.RotatedFrom
+	}
+	return details
 }
 
 func sameTime(a, b *time.Time) bool {

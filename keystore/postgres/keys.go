@@ -27,14 +27,7 @@ func (s *Store) clock() time.Time { return s.nowFn().UTC().Truncate(time.Second)
 // transaction.
 func (s *Store) Create(ctx context.Context, p keystore.CreateParams) (*keystore.Key, error) {
 	now := s.clock()
-	if p.ExpiresAt != nil {
-		e := p.ExpiresAt.UTC().Truncate(time.Second)
-		p.ExpiresAt = &e
-	}
-	if err := p.Validate(now); err != nil {
-		return nil, err
-	}
-	k, err := keystore.NewKey(s.rand, p.Name, p.Environment, p.Scopes, p.ExpiresAt, p.Metadata, now)
+	k, details, err := p.Apply(s.rand, now)
 	if err != nil {
 		return nil, err
 	}
@@ -42,9 +35,7 @@ func (s *Store) Create(ctx context.Context, p keystore.CreateParams) (*keystore.
 		if err := insertKey(ctx, tx, k); err != nil {
 			return err
 		}
-		return s.record(ctx, tx, now, []event{{keystore.ActionCreate, k.ID, map[string]any{
-			"name": k.Name, "environment": k.Environment, "scopes": k.Scopes,
-		}}})
+		return s.record(ctx, tx, now, []event{{keystore.ActionCreate, k.ID, details}})
 	})
 	if err != nil {
 		return nil, err
@@ -158,18 +149,15 @@ func (s *Store) Count(ctx context.Context, f keystore.ListFilter) (int, error) {
 	return n, nil
 }
 
-// Rotate makes the successor of key id, as the SQLite store does: the old
+// Rotate makes the successor of key id (keystore.NewRotation): the old
 // key's row is locked first, so that of concurrent rotations, from any
 // replica, exactly one makes a successor.
 func (s *Store) Rotate(ctx context.Context, id string, opts keystore.RotateOptions) (*keystore.Key, error) {
 	if err := keystore.CheckID(id); err != nil {
 		return nil, err
 	}
-	if opts.Grace < 0 {
-		return nil, keystore.Errorf(keystore.EINVALID, "grace period must not be negative")
-	}
-	if opts.AwaitDelivery < 0 {
-		return nil, keystore.Errorf(keystore.EINVALID, "delivery timeout must not be negative")
+	if err := opts.Check(); err != nil {
+		return nil, err
 	}
 	now := s.clock()
 	var nk *keystore.Key
@@ -178,61 +166,41 @@ func (s *Store) Rotate(ctx context.Context, id string, opts keystore.RotateOptio
 		if err != nil {
 			return err
 		}
-		if old.Delivery != nil && *old.Delivery == keystore.DeliveryPending && old.RevokedAt == nil {
-			return keystore.Errorf(keystore.ECONFLICT, "key %s awaits the delivery of its own secret: confirm it, or revoke it", id)
+		if err := keystore.CheckRotate(old); err != nil {
+			return err
 		}
 		var events []event
 		if old.RotatedTo != nil {
-			ev, err := replaceUndelivered(ctx, tx, old, now)
-			if err != nil {
+			if events, err = replaceUndelivered(ctx, tx, old, now); err != nil {
 				return err
 			}
-			events = append(events, ev...)
 		}
-		if old.RevokedAt != nil {
-			return keystore.Errorf(keystore.ECONFLICT, "key %s is revoked", id)
-		}
-		var expires *time.Time
-		if old.ExpiresAt != nil {
-			e := now.Add(old.ExpiresAt.Sub(old.CreatedAt))
-			expires = &e
-		}
-		nk, err = keystore.NewKey(s.rand, old.Name, old.Environment, old.Scopes, expires, old.Metadata, now)
+		r, err := keystore.NewRotation(s.rand, old, opts, now)
 		if err != nil {
 			return err
 		}
-		nk.RotatedFrom = &old.ID
+		nk = r.New
 		if err := insertKey(ctx, tx, nk); err != nil {
 			return err
 		}
-		graceSeconds := int64(opts.Grace / time.Second)
-		revokedAt, expiresAt := old.RevokedAt, old.ExpiresAt
-		details := map[string]any{"new_key_id": nk.ID, "grace_seconds": graceSeconds}
-		if opts.AwaitDelivery > 0 {
-			// The old key stays as it is until ConfirmDelivery.
-			pending := keystore.DeliveryPending
-			nk.Delivery = &pending
-			due := now.Add(opts.AwaitDelivery).Truncate(time.Second)
+		if r.DeliveryDue != nil {
 			if _, err := tx.Exec(ctx,
 				"UPDATE keys SET delivery = $1, delivery_due = $2, delivery_grace = $3 WHERE id = $4",
-				pending, due, graceSeconds, nk.ID); err != nil {
+				keystore.DeliveryPending, *r.DeliveryDue, r.GraceSeconds, nk.ID); err != nil {
 				return err
 			}
-			details["await_delivery_seconds"] = int64(opts.AwaitDelivery / time.Second)
-		} else {
-			revokedAt, expiresAt = endOf(old, opts.Grace, now)
 		}
 		tag, err := tx.Exec(ctx,
 			`UPDATE keys SET rotated_to = $1, revoked_at = $2, expires_at = $3
 			 WHERE id = $4 AND rotated_to IS NULL AND revoked_at IS NULL`,
-			nk.ID, revokedAt, expiresAt, id)
+			nk.ID, r.OldRevokedAt, r.OldExpiresAt, id)
 		if err != nil {
 			return err
 		}
 		if tag.RowsAffected() != 1 {
-			return keystore.Errorf(keystore.ECONFLICT, "key %s was rotated or revoked meanwhile", id)
+			return keystore.RotatedMeanwhile(id)
 		}
-		return s.record(ctx, tx, now, append(events, event{keystore.ActionRotate, id, details}))
+		return s.record(ctx, tx, now, append(events, event{keystore.ActionRotate, id, r.Details}))
 	})
 	if err != nil {
 		return nil, err
@@ -240,23 +208,8 @@ func (s *Store) Rotate(ctx context.Context, id string, opts keystore.RotateOptio
 	return nk, nil
 }
 
-// endOf returns the revoked_at and expires_at that end old after grace:
-// at once when grace is 0, else at the end of the grace unless it expires
-// sooner.
-func endOf(old *keystore.Key, grace time.Duration, now time.Time) (revokedAt, expiresAt *time.Time) {
-	revokedAt, expiresAt = old.RevokedAt, old.ExpiresAt
-	if grace == 0 {
-		revokedAt = &now
-	} else if end := now.Add(grace).Truncate(time.Second); expiresAt == nil || end.Before(*expiresAt) {
-		expiresAt = &end
-	}
-	return revokedAt, expiresAt
-}
-
 // replaceUndelivered is the part of Rotate for a key that was rotated
-// already: when its successor still awaits delivery and the lease has run
-// out, the successor is revoked and old is unlinked, so that it can be
-// rotated again. It returns the events to record. ECONFLICT otherwise.
+// already (keystore.ReplaceUndelivered). It returns the events to record.
 func replaceUndelivered(ctx context.Context, tx pgx.Tx, old *keystore.Key, now time.Time) ([]event, error) {
 	succID := *old.RotatedTo
 	var (
@@ -268,24 +221,24 @@ func replaceUndelivered(ctx context.Context, tx pgx.Tx, old *keystore.Key, now t
 	if err != nil {
 		return nil, err
 	}
-	if delivery == nil || *delivery != keystore.DeliveryPending {
-		return nil, keystore.Errorf(keystore.ECONFLICT, "key %s was already rotated to %s", old.ID, succID)
+	var d string
+	if delivery != nil {
+		d = *delivery
 	}
-	if revoked == nil && due != nil && due.After(now) {
-		return nil, keystore.Errorf(keystore.ECONFLICT, "key %s is being rotated: the secret of its successor %s awaits delivery until %s",
-			old.ID, succID, due.UTC().Format(time.RFC3339))
+	revokeSuccessor, err := keystore.ReplaceUndelivered(old, d, due, revoked != nil, now)
+	if err != nil {
+		return nil, err
 	}
 	var events []event
-	if revoked == nil {
+	if revokeSuccessor {
 		if _, err := tx.Exec(ctx, "UPDATE keys SET revoked_at = $1, delivery_due = NULL WHERE id = $2", now, succID); err != nil {
 			return nil, err
 		}
-		events = append(events, event{keystore.ActionRevoke, succID, map[string]any{"reason": "undelivered", "rotated_from": old.ID}})
+		events = append(events, event{keystore.ActionRevoke, succID, keystore.UndeliveredDetails(old.ID)})
 	}
 	if _, err := tx.Exec(ctx, "UPDATE keys SET rotated_to = NULL WHERE id = $1", old.ID); err != nil {
 		return nil, err
 	}
-	old.RotatedTo = nil
 	return events, nil
 }
 
@@ -302,13 +255,8 @@ func (s *Store) ConfirmDelivery(ctx context.Context, id string) (*keystore.Key, 
 		if k, err = getKey(ctx, tx, id, now, true); err != nil {
 			return err
 		}
-		switch {
-		case k.Delivery == nil:
-			return keystore.Errorf(keystore.ECONFLICT, "key %s awaits no delivery: it was not made by a rotation that awaits one", id)
-		case *k.Delivery == keystore.DeliveryDelivered:
-			return nil
-		case k.RevokedAt != nil:
-			return keystore.Errorf(keystore.ECONFLICT, "key %s was revoked before its delivery was confirmed: its rotation did not count; rotate the old key again", id)
+		if changed, err := keystore.ApplyDelivery(k); !changed {
+			return err
 		}
 		var grace *int64
 		if err := tx.QueryRow(ctx, "SELECT delivery_grace FROM keys WHERE id = $1", id).Scan(&grace); err != nil {
@@ -323,24 +271,19 @@ func (s *Store) ConfirmDelivery(ctx context.Context, id string) (*keystore.Key, 
 			keystore.DeliveryDelivered, id); err != nil {
 			return err
 		}
-		delivered := keystore.DeliveryDelivered
-		k.Delivery = &delivered
-		details := map[string]any{"grace_seconds": g}
 		if k.RotatedFrom != nil {
-			details["rotated_from"] = *k.RotatedFrom
 			old, err := getKey(ctx, tx, *k.RotatedFrom, now, true)
 			if err != nil {
 				return err
 			}
-			if old.RevokedAt == nil {
-				revokedAt, expiresAt := endOf(old, time.Duration(g)*time.Second, now)
+			if revokedAt, expiresAt, end := keystore.PredecessorEnd(old, g, now); end {
 				if _, err := tx.Exec(ctx, "UPDATE keys SET revoked_at = $1, expires_at = $2 WHERE id = $3",
 					revokedAt, expiresAt, old.ID); err != nil {
 					return err
 				}
 			}
 		}
-		return s.record(ctx, tx, now, []event{{keystore.ActionDeliver, id, details}})
+		return s.record(ctx, tx, now, []event{{keystore.ActionDeliver, id, keystore.DeliveryDetails(k, g)}})
 	})
 	if err != nil {
 		return nil, err
@@ -359,23 +302,20 @@ func (s *Store) Revoke(ctx context.Context, id string) (*keystore.Key, error) {
 	var k *keystore.Key
 	err := s.inTx(ctx, "revoke key "+id, func(tx pgx.Tx) error {
 		var err error
-		if k, err = getKey(ctx, tx, id, now, true); err != nil || k.RevokedAt != nil {
+		if k, err = getKey(ctx, tx, id, now, true); err != nil {
 			return err
+		}
+		changed, unlinkFrom, details := keystore.ApplyRevoke(k, now)
+		if !changed {
+			return nil
 		}
 		if _, err := tx.Exec(ctx, "UPDATE keys SET revoked_at = $1, delivery_due = NULL WHERE id = $2", now, id); err != nil {
 			return err
 		}
-		k.RevokedAt = &now
-		k.Status = k.StatusAt(now)
-		details := map[string]any{}
-		if k.Delivery != nil && *k.Delivery == keystore.DeliveryPending && k.RotatedFrom != nil {
-			// Nobody has this secret for sure: the rotation did not
-			// happen, and the old key may be rotated again.
-			if _, err := tx.Exec(ctx, "UPDATE keys SET rotated_to = NULL WHERE id = $1 AND rotated_to = $2", *k.RotatedFrom, id); err != nil {
+		if unlinkFrom != "" {
+			if _, err := tx.Exec(ctx, "UPDATE keys SET rotated_to = NULL WHERE id = $1 AND rotated_to = $2", unlinkFrom, id); err != nil {
 				return err
 			}
-			details["reason"] = "undelivered"
-			details["rotated_from"] = *k.RotatedFrom
 		}
 		return s.record(ctx, tx, now, []event{{keystore.ActionRevoke, id, details}})
 	})

@@ -313,11 +313,8 @@ func (s *Store) RotateSelf(ctx context.Context, opts keystore.RotateOptions) (*k
 }
 
 func (s *Store) rotate(ctx context.Context, path string, opts keystore.RotateOptions) (*keystore.Key, error) {
-	if opts.Grace < 0 {
-		return nil, keystore.Errorf(keystore.EINVALID, "grace period must not be negative")
-	}
-	if opts.AwaitDelivery < 0 {
-		return nil, keystore.Errorf(keystore.EINVALID, "delivery timeout must not be negative")
+	if err := opts.Check(); err != nil {
+		return nil, err
 	}
 	// The API counts whole seconds; a part of a second is rounded up.
 	body := apiv1.RotateRequest{GraceSeconds: seconds(opts.Grace), AwaitDeliverySeconds: seconds(opts.AwaitDelivery)}

@@ -25,16 +25,7 @@ func (s *Store) clock() time.Time { return s.nowFn().UTC().Truncate(time.Second)
 // transaction.
 func (s *Store) Create(ctx context.Context, p keystore.CreateParams) (*keystore.Key, error) {
 	now := s.clock()
-	// Cut the expiry to whole seconds before validation, so that one within
-	// the current second is refused rather than stored as already past.
-	if p.ExpiresAt != nil {
-		e := p.ExpiresAt.UTC().Truncate(time.Second)
-		p.ExpiresAt = &e
-	}
-	if err := p.Validate(now); err != nil {
-		return nil, err
-	}
-	k, err := keystore.NewKey(s.rand, p.Name, p.Environment, p.Scopes, p.ExpiresAt, p.Metadata, now)
+	k, details, err := p.Apply(s.rand, now)
 	if err != nil {
 		return nil, err
 	}
@@ -42,9 +33,7 @@ func (s *Store) Create(ctx context.Context, p keystore.CreateParams) (*keystore.
 		if err := insertKey(ctx, tx, k); err != nil {
 			return err
 		}
-		return s.record(ctx, tx, now, keystore.ActionCreate, k.ID, map[string]any{
-			"name": k.Name, "environment": k.Environment, "scopes": k.Scopes,
-		})
+		return s.record(ctx, tx, now, keystore.ActionCreate, k.ID, details)
 	})
 	if err != nil {
 		return nil, err
@@ -120,18 +109,13 @@ func (s *Store) Count(ctx context.Context, f keystore.ListFilter) (int, error) {
 	return n, nil
 }
 
-// Rotate makes the successor of key id. The successor has no expiry when the
-// old key had none; otherwise it gets the old key's full lifetime
-// (expires_at - created_at) again, counted from now.
+// Rotate makes the successor of key id (keystore.NewRotation).
 func (s *Store) Rotate(ctx context.Context, id string, opts keystore.RotateOptions) (*keystore.Key, error) {
 	if err := keystore.CheckID(id); err != nil {
 		return nil, err
 	}
-	if opts.Grace < 0 {
-		return nil, keystore.Errorf(keystore.EINVALID, "grace period must not be negative")
-	}
-	if opts.AwaitDelivery < 0 {
-		return nil, keystore.Errorf(keystore.EINVALID, "delivery timeout must not be negative")
+	if err := opts.Check(); err != nil {
+		return nil, err
 	}
 	now := s.clock()
 	var nk *keystore.Key
@@ -140,47 +124,44 @@ func (s *Store) Rotate(ctx context.Context, id string, opts keystore.RotateOptio
 		if err != nil {
 			return err
 		}
-		if old.Delivery != nil && *old.Delivery == keystore.DeliveryPending && old.RevokedAt == nil {
-			return keystore.Errorf(keystore.ECONFLICT, "key %s awaits the delivery of its own secret: confirm it, or revoke it", id)
+		if err := keystore.CheckRotate(old); err != nil {
+			return err
 		}
 		if old.RotatedTo != nil {
 			if err = s.replaceUndelivered(ctx, tx, old, now); err != nil {
 				return err
 			}
 		}
-		if old.RevokedAt != nil {
-			return keystore.Errorf(keystore.ECONFLICT, "key %s is revoked", id)
-		}
-		var expires *time.Time
-		if old.ExpiresAt != nil {
-			e := now.Add(old.ExpiresAt.Sub(old.CreatedAt))
-			expires = &e
-		}
-		nk, err = keystore.NewKey(s.rand, old.Name, old.Environment, old.Scopes, expires, old.Metadata, now)
+		r, err := keystore.NewRotation(s.rand, old, opts, now)
 		if err != nil {
 			return err
 		}
-		nk.RotatedFrom = &old.ID
+		nk = r.New
 		if err := insertKey(ctx, tx, nk); err != nil {
 			return err
 		}
-		graceSeconds := int64(opts.Grace / time.Second)
-		if opts.AwaitDelivery > 0 {
-			// The old key stays as it is until ConfirmDelivery.
-			pending := keystore.DeliveryPending
-			nk.Delivery = &pending
-			due := now.Add(opts.AwaitDelivery).Truncate(time.Second)
+		if r.DeliveryDue != nil {
 			if _, err := tx.ExecContext(ctx,
 				"UPDATE keys SET delivery = ?, delivery_due = ?, delivery_grace = ? WHERE id = ?",
-				pending, due.Unix(), graceSeconds, nk.ID); err != nil {
+				keystore.DeliveryPending, r.DeliveryDue.Unix(), r.GraceSeconds, nk.ID); err != nil {
 				return err
 			}
-			return s.link(ctx, tx, old, nk, nil, old.ExpiresAt, now, opts, graceSeconds)
 		}
-		// End the old key at once, or at the end of the grace period unless
-		// it expires sooner.
-		revokedAt, expiresAt := endOf(old, opts.Grace, now)
-		return s.link(ctx, tx, old, nk, revokedAt, expiresAt, now, opts, graceSeconds)
+		// The guard makes a second rotation of the same key fail even if it
+		// raced past the checks above.
+		res, err := tx.ExecContext(ctx,
+			`UPDATE keys SET rotated_to = ?, revoked_at = ?, expires_at = ?
+			 WHERE id = ? AND rotated_to IS NULL AND revoked_at IS NULL`,
+			nk.ID, unix(r.OldRevokedAt), unix(r.OldExpiresAt), id)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return err
+		} else if n != 1 {
+			return keystore.RotatedMeanwhile(id)
+		}
+		return s.record(ctx, tx, now, keystore.ActionRotate, id, r.Details)
 	})
 	if err != nil {
 		return nil, err
@@ -188,47 +169,8 @@ func (s *Store) Rotate(ctx context.Context, id string, opts keystore.RotateOptio
 	return nk, nil
 }
 
-// link points old at its successor nk, sets old's end, and records the
-// rotation.
-func (s *Store) link(ctx context.Context, tx *sql.Tx, old, nk *keystore.Key, revokedAt, expiresAt *time.Time, now time.Time, opts keystore.RotateOptions, graceSeconds int64) error {
-	// The guard makes a second rotation of the same key fail even if it
-	// raced past the checks of Rotate.
-	res, err := tx.ExecContext(ctx,
-		`UPDATE keys SET rotated_to = ?, revoked_at = ?, expires_at = ?
-		 WHERE id = ? AND rotated_to IS NULL AND revoked_at IS NULL`,
-		nk.ID, unix(revokedAt), unix(expiresAt), old.ID)
-	if err != nil {
-		return err
-	}
-	if n, err := res.RowsAffected(); err != nil {
-		return err
-	} else if n != 1 {
-		return keystore.Errorf(keystore.ECONFLICT, "key %s was rotated or revoked meanwhile", old.ID)
-	}
-	details := map[string]any{"new_key_id": nk.ID, "grace_seconds": graceSeconds}
-	if opts.AwaitDelivery > 0 {
-		details["await_delivery_seconds"] = int64(opts.AwaitDelivery / time.Second)
-	}
-	return s.record(ctx, tx, now, keystore.ActionRotate, old.ID, details)
-}
-
-// endOf returns the revoked_at and expires_at that end old after grace:
-// at once when grace is 0, else at the end of the grace unless it expires
-// sooner.
-func endOf(old *keystore.Key, grace time.Duration, now time.Time) (revokedAt, expiresAt *time.Time) {
-	revokedAt, expiresAt = old.RevokedAt, old.ExpiresAt
-	if grace == 0 {
-		revokedAt = &now
-	} else if end := now.Add(grace).Truncate(time.Second); expiresAt == nil || end.Before(*expiresAt) {
-		expiresAt = &end
-	}
-	return revokedAt, expiresAt
-}
-
 // replaceUndelivered is the part of Rotate for a key that was rotated
-// already: when its successor still awaits delivery and the lease has run
-// out, the successor is revoked and old is unlinked, so that it can be
-// rotated again. ECONFLICT otherwise.
+// already (keystore.ReplaceUndelivered).
 func (s *Store) replaceUndelivered(ctx context.Context, tx *sql.Tx, old *keystore.Key, now time.Time) error {
 	succID := *old.RotatedTo
 	var (
@@ -240,28 +182,20 @@ func (s *Store) replaceUndelivered(ctx context.Context, tx *sql.Tx, old *keystor
 	if err != nil {
 		return err
 	}
-	if delivery.String != keystore.DeliveryPending {
-		return keystore.Errorf(keystore.ECONFLICT, "key %s was already rotated to %s", old.ID, succID)
+	revokeSuccessor, err := keystore.ReplaceUndelivered(old, delivery.String, timePtr(due), revoked.Valid, now)
+	if err != nil {
+		return err
 	}
-	if !revoked.Valid && due.Valid && due.Int64 > now.Unix() {
-		return keystore.Errorf(keystore.ECONFLICT, "key %s is being rotated: the secret of its successor %s awaits delivery until %s",
-			old.ID, succID, time.Unix(due.Int64, 0).UTC().Format(time.RFC3339))
-	}
-	if !revoked.Valid {
+	if revokeSuccessor {
 		if _, err := tx.ExecContext(ctx, "UPDATE keys SET revoked_at = ?, delivery_due = NULL WHERE id = ?", now.Unix(), succID); err != nil {
 			return err
 		}
-		if err := s.record(ctx, tx, now, keystore.ActionRevoke, succID, map[string]any{
-			"reason": "undelivered", "rotated_from": old.ID,
-		}); err != nil {
+		if err := s.record(ctx, tx, now, keystore.ActionRevoke, succID, keystore.UndeliveredDetails(old.ID)); err != nil {
 			return err
 		}
 	}
-	if _, err := tx.ExecContext(ctx, "UPDATE keys SET rotated_to = NULL WHERE id = ?", old.ID); err != nil {
-		return err
-	}
-	old.RotatedTo = nil
-	return nil
+	_, err = tx.ExecContext(ctx, "UPDATE keys SET rotated_to = NULL WHERE id = ?", old.ID)
+	return err
 }
 
 // ConfirmDelivery marks the secret of key id delivered and starts the end
@@ -277,13 +211,8 @@ func (s *Store) ConfirmDelivery(ctx context.Context, id string) (*keystore.Key, 
 		if k, err = getKey(ctx, tx, id, now); err != nil {
 			return err
 		}
-		switch {
-		case k.Delivery == nil:
-			return keystore.Errorf(keystore.ECONFLICT, "key %s awaits no delivery: it was not made by a rotation that awaits one", id)
-		case *k.Delivery == keystore.DeliveryDelivered:
-			return nil
-		case k.RevokedAt != nil:
-			return keystore.Errorf(keystore.ECONFLICT, "key %s was revoked before its delivery was confirmed: its rotation did not count; rotate the old key again", id)
+		if changed, err := keystore.ApplyDelivery(k); !changed {
+			return err
 		}
 		var grace sql.NullInt64
 		if err := tx.QueryRowContext(ctx, "SELECT delivery_grace FROM keys WHERE id = ?", id).Scan(&grace); err != nil {
@@ -294,24 +223,19 @@ func (s *Store) ConfirmDelivery(ctx context.Context, id string) (*keystore.Key, 
 			keystore.DeliveryDelivered, id); err != nil {
 			return err
 		}
-		delivered := keystore.DeliveryDelivered
-		k.Delivery = &delivered
-		details := map[string]any{"grace_seconds": grace.Int64}
 		if k.RotatedFrom != nil {
-			details["rotated_from"] = *k.RotatedFrom
 			old, err := getKey(ctx, tx, *k.RotatedFrom, now)
 			if err != nil {
 				return err
 			}
-			if old.RevokedAt == nil {
-				revokedAt, expiresAt := endOf(old, time.Duration(grace.Int64)*time.Second, now)
+			if revokedAt, expiresAt, end := keystore.PredecessorEnd(old, grace.Int64, now); end {
 				if _, err := tx.ExecContext(ctx, "UPDATE keys SET revoked_at = ?, expires_at = ? WHERE id = ?",
 					unix(revokedAt), unix(expiresAt), old.ID); err != nil {
 					return err
 				}
 			}
 		}
-		return s.record(ctx, tx, now, keystore.ActionDeliver, id, details)
+		return s.record(ctx, tx, now, keystore.ActionDeliver, id, keystore.DeliveryDetails(k, grace.Int64))
 	})
 	if err != nil {
 		return nil, err
@@ -330,23 +254,20 @@ func (s *Store) Revoke(ctx context.Context, id string) (*keystore.Key, error) {
 	var k *keystore.Key
 	err := s.inTx(ctx, "revoke key "+id, func(tx *sql.Tx) error {
 		var err error
-		if k, err = getKey(ctx, tx, id, now); err != nil || k.RevokedAt != nil {
+		if k, err = getKey(ctx, tx, id, now); err != nil {
 			return err
+		}
+		changed, unlinkFrom, details := keystore.ApplyRevoke(k, now)
+		if !changed {
+			return nil
 		}
 		if _, err := tx.ExecContext(ctx, "UPDATE keys SET revoked_at = ?, delivery_due = NULL WHERE id = ?", now.Unix(), id); err != nil {
 			return err
 		}
-		k.RevokedAt = &now
-		k.Status = k.StatusAt(now)
-		details := map[string]any{}
-		if k.Delivery != nil && *k.Delivery == keystore.DeliveryPending && k.RotatedFrom != nil {
-			// Nobody has this secret for sure: the rotation did not
-			// happen, and the old key may be rotated again.
-			if _, err := tx.ExecContext(ctx, "UPDATE keys SET rotated_to = NULL WHERE id = ? AND rotated_to = ?", *k.RotatedFrom, id); err != nil {
+		if unlinkFrom != "" {
+			if _, err := tx.ExecContext(ctx, "UPDATE keys SET rotated_to = NULL WHERE id = ? AND rotated_to = ?", unlinkFrom, id); err != nil {
 				return err
 			}
-			details["reason"] = "undelivered"
-			details["rotated_from"] = *k.RotatedFrom
 		}
 		return s.record(ctx, tx, now, keystore.ActionRevoke, id, details)
 	})

@@ -23,9 +23,6 @@ func (s *Store) Update(ctx context.Context, id string, p keystore.UpdateParams) 
 		if err != nil {
 			return err
 		}
-		if k.RevokedAt != nil {
-			return keystore.Errorf(keystore.ECONFLICT, "key %s is revoked: it cannot change", id)
-		}
 		var changes map[string]any
 		nk, changes, err = p.Apply(k, now)
 		if err != nil || len(changes) == 0 {
@@ -63,32 +60,20 @@ func (s *Store) setDisabled(ctx context.Context, id string, disable bool) (*keys
 	if err := keystore.CheckID(id); err != nil {
 		return nil, err
 	}
-	op, action := "enable key ", keystore.ActionEnable
-	if disable {
-		op, action = "disable key ", keystore.ActionDisable
-	}
+	action := keystore.DisableAction(disable)
 	now := s.clock()
 	var k *keystore.Key
-	err := s.inTx(ctx, op+id, func(tx *sql.Tx) error {
+	err := s.inTx(ctx, action+" key "+id, func(tx *sql.Tx) error {
 		var err error
 		if k, err = getKey(ctx, tx, id, now); err != nil {
 			return err
 		}
-		if k.RevokedAt != nil {
-			return keystore.Errorf(keystore.ECONFLICT, "key %s is revoked: revoking is final", id)
-		}
-		if (k.DisabledAt != nil) == disable {
-			return nil // nothing to change, nothing to record
-		}
-		var at *time.Time
-		if disable {
-			at = &now
-		}
-		if _, err := tx.ExecContext(ctx, "UPDATE keys SET disabled_at = ? WHERE id = ?", unix(at), id); err != nil {
+		if changed, err := keystore.ApplyDisable(k, disable, now); !changed {
 			return err
 		}
-		k.DisabledAt = at
-		k.Status = k.StatusAt(now)
+		if _, err := tx.ExecContext(ctx, "UPDATE keys SET disabled_at = ? WHERE id = ?", unix(k.DisabledAt), id); err != nil {
+			return err
+		}
 		return s.record(ctx, tx, now, action, id, map[string]any{})
 	})
 	if err != nil {
@@ -110,8 +95,9 @@ func (s *Store) Delete(ctx context.Context, id string) (*keystore.Key, error) {
 		if k, err = getKey(ctx, tx, id, now); err != nil {
 			return err
 		}
-		if k.RevokedAt == nil {
-			return keystore.Errorf(keystore.ECONFLICT, "key %s is not revoked: revoke it before deleting it", id)
+		details, err := keystore.ApplyDelete(k)
+		if err != nil {
+			return err
 		}
 		// The keys rotated from or to it would point at nothing.
 		for _, stmt := range []string{
@@ -123,7 +109,7 @@ func (s *Store) Delete(ctx context.Context, id string) (*keystore.Key, error) {
 				return err
 			}
 		}
-		return s.record(ctx, tx, now, keystore.ActionDelete, id, map[string]any{"name": k.Name})
+		return s.record(ctx, tx, now, keystore.ActionDelete, id, details)
 	})
 	if err != nil {
 		return nil, err
