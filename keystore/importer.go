@@ -65,7 +65,7 @@ func (e *ImportLineError) Unwrap() error { return e.Err }
 // CheckedImport is an input that Check found good: its keys, without their
 // secrets, in a temporary file.
 type CheckedImport struct {
-	sp      *spool
+	sp      *spool[spooled]
 	records int
 }
 
@@ -84,7 +84,7 @@ func (c *CheckedImport) Close() { c.sp.close() }
 // killed. A bad line is an *ImportLineError.
 func (im *Importer) Check(r io.Reader) (*CheckedImport, error) {
 	counted := &countingReader{r: r}
-	sp, err := newSpool()
+	sp, err := newSpool[spooled]()
 	if err != nil {
 		return nil, err
 	}
@@ -101,7 +101,7 @@ func (im *Importer) Check(r io.Reader) (*CheckedImport, error) {
 		if records%1000 == 0 && im.Progress != nil {
 			im.Progress(int(counted.n), records)
 		}
-		return sp.add(n, k)
+		return sp.add(&spooled{n, *k})
 	})
 	if err == nil {
 		err = sp.rewind()
@@ -131,7 +131,9 @@ func (im *Importer) Import(ctx context.Context, store Store, r io.Reader) (Impor
 
 // ImportChecked imports the keys of a CheckedImport into store.
 func (im *Importer) ImportChecked(ctx context.Context, store Store, c *CheckedImport) (ImportCounts, error) {
-	return im.start(store, nil).finish(ctx, c.sp.each)
+	return im.start(store, nil).finish(ctx, func(emit func(importRecord) error) error {
+		return c.sp.each(func(s *spooled) error { return emit(importRecord{line: s.Line, key: &s.Key}) })
+	})
 }
 
 // parseLine parses one line of input. A blank line is nil, nil.
@@ -397,66 +399,67 @@ func (c *countingReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// spool keeps checked import keys in a temporary file, mode 0600, that is
-// removed at once where the system allows it (Unix), so that nothing stays
-// behind even if the process is killed. The keys are JSON lines
-// (encoding/gob would be smaller, but its initialisation costs every keyctl
-// command). Its errors name keyctl import's --strict, the one way to it.
-type spool struct {
+// spool keeps checked input (import keys, export lines) in a temporary
+// file, mode 0600, that is removed at once where the system allows it
+// (Unix), so that nothing stays behind even if the process is killed. The
+// values are JSON lines (encoding/gob would be smaller, but its
+// initialisation costs every keyctl command). Nothing in it is a secret.
+type spool[T any] struct {
 	file *os.File
 	w    *bufio.Writer
 	enc  *json.Encoder
 }
 
+// spooled is a checked import key and its line.
 type spooled struct {
 	Line int
 	Key  ImportKey
 }
 
-func newSpool() (*spool, error) {
+func newSpool[T any]() (*spool[T], error) {
 	file, err := os.CreateTemp("", "keyctl-import-*")
 	if err != nil {
-		return nil, fmt.Errorf("create a temporary file for --strict: %w", err)
+		return nil, fmt.Errorf("create a temporary file for the checked input: %w", err)
 	}
 	os.Remove(file.Name()) // fails on Windows while open: close removes it then
 	w := bufio.NewWriter(file)
-	return &spool{file: file, w: w, enc: json.NewEncoder(w)}, nil
+	return &spool[T]{file: file, w: w, enc: json.NewEncoder(w)}, nil
 }
 
-func (s *spool) add(line int, k *ImportKey) error {
-	if err := s.enc.Encode(spooled{line, *k}); err != nil {
-		return fmt.Errorf("write temporary file for --strict: %w", err)
+func (s *spool[T]) add(v *T) error {
+	if err := s.enc.Encode(v); err != nil {
+		return fmt.Errorf("write the temporary file of the checked input: %w", err)
 	}
 	return nil
 }
 
-func (s *spool) rewind() error {
+func (s *spool[T]) rewind() error {
 	if err := s.w.Flush(); err != nil {
-		return fmt.Errorf("write temporary file for --strict: %w", err)
+		return fmt.Errorf("write the temporary file of the checked input: %w", err)
 	}
 	if _, err := s.file.Seek(0, io.SeekStart); err != nil {
-		return fmt.Errorf("read temporary file for --strict: %w", err)
+		return fmt.Errorf("read the temporary file of the checked input: %w", err)
 	}
 	return nil
 }
 
-// each calls fn with each spooled key, in the order of the input.
-func (s *spool) each(fn func(importRecord) error) error {
+// each calls fn with each value spooled, in the order they were added.
+func (s *spool[T]) each(fn func(*T) error) error {
 	dec := json.NewDecoder(bufio.NewReader(s.file))
 	for {
-		var e spooled
-		if err := dec.Decode(&e); errors.Is(err, io.EOF) {
+		var v T
+		if err := dec.Decode(&v); errors.Is(err, io.EOF) {
 			return nil
 		} else if err != nil {
-			return fmt.Errorf("read temporary file for --strict: %w", err)
+			return fmt.Errorf("read the temporary file of the checked input: %w", err)
 		}
-		if err := fn(importRecord{line: e.Line, key: &e.Key}); err != nil {
+		if err := fn(&v); err != nil {
 			return err
 		}
 	}
 }
 
-func (s *spool) close() {
+func (s *spool[T]) close() {
 	s.file.Close()
 	os.Remove(s.file.Name())
 }
