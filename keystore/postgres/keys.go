@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/chatbotplatform/keyctl/keystore"
+	"github.com/chatbotplatform/keyctl/keystore/sqlstore"
 )
 
 // keyColumns are the columns scanKey reads, in its order.
@@ -62,7 +63,7 @@ func (s *Store) List(ctx context.Context, opts keystore.ListOptions) iter.Seq2[*
 	return func(yield func(*keystore.Key, error) bool) {
 		const op = "list keys"
 		now := s.clock()
-		cond, args, err := where(opts.ListFilter, now)
+		cond, args, err := sqlstore.Keys(dialect, opts.ListFilter, now)
 		if err == nil && (opts.Offset < 0 || opts.Limit < 0) {
 			err = keystore.Errorf(keystore.EINVALID, "offset and limit must not be negative")
 		}
@@ -138,7 +139,7 @@ func (s *Store) List(ctx context.Context, opts keystore.ListOptions) iter.Seq2[*
 
 // Count returns how many keys match f.
 func (s *Store) Count(ctx context.Context, f keystore.ListFilter) (int, error) {
-	cond, args, err := where(f, s.clock())
+	cond, args, err := sqlstore.Keys(dialect, f, s.clock())
 	if err != nil {
 		return 0, err
 	}
@@ -593,93 +594,21 @@ func utc(t *time.Time) *time.Time {
 	return &u
 }
 
-// where turns a filter into an SQL condition and its arguments. The status
-// conditions say what Key.StatusAt says, in SQL.
-func where(f keystore.ListFilter, now time.Time) (string, []any, error) {
-	var (
-		conds []string
-		args  []any
-	)
-	arg := func(v any) string {
-		args = append(args, v)
-		return "$" + strconv.Itoa(len(args))
-	}
-	const revoked = "revoked_at IS NOT NULL"
-	switch f.Status {
-	case "":
-	case keystore.StatusRevoked:
-		conds = append(conds, revoked)
-	case keystore.StatusExpired:
-		conds = append(conds, "NOT ("+revoked+") AND expires_at IS NOT NULL AND expires_at <= "+arg(now))
-	case keystore.StatusDisabled:
-		conds = append(conds, "NOT ("+revoked+") AND (expires_at IS NULL OR expires_at > "+arg(now)+") AND disabled_at IS NOT NULL")
-	case keystore.StatusActive:
-		conds = append(conds, "NOT ("+revoked+") AND (expires_at IS NULL OR expires_at > "+arg(now)+") AND disabled_at IS NULL")
-	default:
-		return "", nil, keystore.Errorf(keystore.EINVALID, "unknown status %q (want active, disabled, expired or revoked)", keystore.Truncate(f.Status, 40))
-	}
-	if f.Environment != "" {
-		if !keystore.ValidEnv(f.Environment) {
-			return "", nil, keystore.Errorf(keystore.EINVALID, "unknown environment %q (want live or test)", keystore.Truncate(f.Environment, 40))
-		}
-		conds = append(conds, "environment = "+arg(f.Environment))
-	}
-	if f.Scope != "" {
-		scopes, err := keystore.FilterScopes(f.Scope)
-		if err != nil {
-			return "", nil, err
-		}
-		conds = append(conds, "scopes && "+arg(scopes)+"::text[]")
-	}
-	if len(f.Metadata) > 0 {
-		if err := keystore.CheckMetadataFilter(f.Metadata); err != nil {
-			return "", nil, err
-		}
-		js, err := json.Marshal(f.Metadata)
-		if err != nil {
-			return "", nil, err
-		}
-		conds = append(conds, "metadata @> "+arg(string(js))+"::jsonb")
-	}
-	if !f.CreatedBefore.IsZero() {
-		// created_at is whole seconds: second S is before time T when S < T,
-		// that is when S < T rounded up.
-		cut := f.CreatedBefore.Truncate(time.Second)
-		if !cut.Equal(f.CreatedBefore) {
-			cut = cut.Add(time.Second)
-		}
-		conds = append(conds, "created_at < "+arg(cut))
-	}
-	if f.Rotatable {
-		conds = append(conds, `revoked_at IS NULL AND (delivery IS NULL OR delivery <> 'pending')
-			AND (rotated_to IS NULL OR rotated_to IN
-				(SELECT s.id FROM keys s WHERE s.delivery = 'pending' AND (s.revoked_at IS NOT NULL OR s.delivery_due IS NULL OR s.delivery_due <= `+arg(now)+`)))`)
-	}
-	if f.Delivering {
-		conds = append(conds, `rotated_to IN (SELECT s.id FROM keys s
-			WHERE s.delivery = 'pending' AND s.revoked_at IS NULL AND s.delivery_due > `+arg(now)+`)`)
-	}
-	if f.Revocable {
-		conds = append(conds, "revoked_at IS NULL")
-	}
-	if !f.ExpiringBefore.IsZero() {
-		// Not yet expired and expiring before the cut: second S is before
-		// time T when S < T rounded up.
-		cut := f.ExpiringBefore.Truncate(time.Second)
-		if !cut.Equal(f.ExpiringBefore) {
-			cut = cut.Add(time.Second)
-		}
-		conds = append(conds, "revoked_at IS NULL AND expires_at IS NOT NULL AND expires_at > "+arg(now)+" AND expires_at < "+arg(cut))
-	}
-	if f.IDPrefix != "" {
-		if err := keystore.CheckIDPrefix(f.IDPrefix); err != nil {
-			return "", nil, err
-		}
+// dialect is the SQL of this store where the SQLite store's differs
+// (sqlstore builds the filters of both).
+var dialect = sqlstore.Dialect{
+	Numbered: true,
+	Time:     func(t time.Time) any { return t },
+	JSONText: func(column, field string) string { return column + " ->> '" + field + "'" },
+	AnyScope: func(scopes []string) (string, []any) {
+		return "scopes && ?::text[]", []any{scopes}
+	},
+	HasMetadata: func(m map[string]string) (string, []any, error) {
+		js, err := json.Marshal(m)
+		return "metadata @> ?::jsonb", []any{string(js)}, err
+	},
+	IDPrefix: func(prefix string) (string, []any) {
 		// starts_with compares bytes, whatever the database's collation.
-		conds = append(conds, "starts_with(id, "+arg(f.IDPrefix)+")")
-	}
-	if len(conds) == 0 {
-		return "", nil, nil
-	}
-	return " WHERE (" + strings.Join(conds, ") AND (") + ")", args, nil
+		return "starts_with(id, ?)", []any{prefix}
+	},
 }

@@ -4,12 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"strconv"
-	"strings"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/chatbotplatform/keyctl/keystore"
+	"github.com/chatbotplatform/keyctl/keystore/sqlstore"
 )
 
 // Update changes key id's name, scopes, expiry or metadata, with one audit
@@ -121,46 +120,11 @@ func (s *Store) Delete(ctx context.Context, id string) (*keystore.Key, error) {
 	return k, nil
 }
 
-// eventWhere turns an event filter into an SQL condition and its arguments.
-func eventWhere(f keystore.EventFilter) (string, []any, error) {
-	if err := f.Validate(); err != nil {
-		return "", nil, err
-	}
-	var (
-		conds []string
-		args  []any
-	)
-	arg := func(v any) string {
-		args = append(args, v)
-		return "$" + strconv.Itoa(len(args))
-	}
-	if f.KeyID != "" {
-		n := arg(f.KeyID)
-		conds = append(conds, "key_id = "+n+" OR (action = 'rotate' AND details ->> 'new_key_id' = "+n+")")
-	}
-	if !f.Since.IsZero() {
-		// at is whole seconds: second S is at or after time T when S >= T
-		// rounded up.
-		cut := f.Since.Truncate(time.Second)
-		if !cut.Equal(f.Since) {
-			cut = cut.Add(time.Second)
-		}
-		conds = append(conds, "at >= "+arg(cut))
-	}
-	if f.Action != "" {
-		conds = append(conds, "action = "+arg(f.Action))
-	}
-	if len(conds) == 0 {
-		return "", nil, nil
-	}
-	return " WHERE (" + strings.Join(conds, ") AND (") + ")", args, nil
-}
-
 // Events returns the events that match f, newest first: in the reverse of
 // the order their changes committed.
 func (s *Store) Events(ctx context.Context, f keystore.EventFilter) ([]keystore.Event, error) {
 	const op = "read audit log"
-	cond, args, err := eventWhere(f)
+	cond, args, err := sqlstore.Events(dialect, f)
 	if err != nil {
 		return nil, err
 	}
@@ -200,7 +164,7 @@ func (s *Store) Events(ctx context.Context, f keystore.EventFilter) ([]keystore.
 // CountEvents returns how many events match f.
 func (s *Store) CountEvents(ctx context.Context, f keystore.EventFilter) (int, error) {
 	f.Offset, f.Limit = 0, 0
-	cond, args, err := eventWhere(f)
+	cond, args, err := sqlstore.Events(dialect, f)
 	if err != nil {
 		return 0, err
 	}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/chatbotplatform/keyctl/keystore"
+	"github.com/chatbotplatform/keyctl/keystore/sqlstore"
 )
 
 // keyColumns are the columns scanKey reads, in its order.
@@ -59,7 +60,7 @@ func (s *Store) List(ctx context.Context, opts keystore.ListOptions) iter.Seq2[*
 	return func(yield func(*keystore.Key, error) bool) {
 		const op = "list keys"
 		now := s.clock()
-		cond, args, err := where(opts.ListFilter, now)
+		cond, args, err := sqlstore.Keys(dialect, opts.ListFilter, now)
 		if err == nil && (opts.Offset < 0 || opts.Limit < 0) {
 			err = keystore.Errorf(keystore.EINVALID, "offset and limit must not be negative")
 		}
@@ -98,7 +99,7 @@ func (s *Store) List(ctx context.Context, opts keystore.ListOptions) iter.Seq2[*
 
 // Count returns how many keys match f.
 func (s *Store) Count(ctx context.Context, f keystore.ListFilter) (int, error) {
-	cond, args, err := where(f, s.clock())
+	cond, args, err := sqlstore.Keys(dialect, f, s.clock())
 	if err != nil {
 		return 0, err
 	}
@@ -512,104 +513,38 @@ func scanKey(row interface{ Scan(...any) error }, now time.Time) (*keystore.Key,
 	return &k, nil
 }
 
-// where turns a filter into an SQL condition and its arguments. The status
-// conditions say what Key.StatusAt says, in SQL.
-func where(f keystore.ListFilter, now time.Time) (string, []any, error) {
-	const (
-		revoked  = "(revoked_at IS NOT NULL)"
-		expired  = "(expires_at IS NOT NULL AND expires_at <= ?)"
-		disabled = "disabled_at IS NOT NULL"
-	)
-	var (
-		conds []string
-		args  []any
-		t     = now.Unix()
-	)
-	switch f.Status {
-	case "":
-	case keystore.StatusRevoked:
-		conds = append(conds, revoked)
-	case keystore.StatusExpired:
-		conds, args = append(conds, "NOT "+revoked+" AND "+expired), append(args, t)
-	case keystore.StatusDisabled:
-		conds, args = append(conds, "NOT "+revoked+" AND NOT "+expired+" AND "+disabled), append(args, t)
-	case keystore.StatusActive:
-		conds, args = append(conds, "NOT "+revoked+" AND NOT "+expired+" AND NOT "+disabled), append(args, t)
-	default:
-		return "", nil, keystore.Errorf(keystore.EINVALID, "unknown status %s (want active, disabled, expired or revoked)", keystore.Quote(f.Status))
-	}
-	if f.Environment != "" {
-		if !keystore.ValidEnv(f.Environment) {
-			return "", nil, keystore.Errorf(keystore.EINVALID, "unknown environment %s (want live or test)", keystore.Quote(f.Environment))
+// dialect is the SQL of this store where the PostgreSQL store's differs
+// (sqlstore builds the filters of both).
+var dialect = sqlstore.Dialect{
+	Time: func(t time.Time) any { return t.Unix() },
+	JSONText: func(column, field string) string {
+		return "json_extract(" + column + ", '$." + field + "')"
+	},
+	AnyScope: func(scopes []string) (string, []any) {
+		// Padding the space-separated list with spaces makes every match
+		// a whole scope.
+		alts, args := make([]string, len(scopes)), make([]any, len(scopes))
+		for i, sc := range scopes {
+			alts[i], args[i] = "instr(' ' || scopes || ' ', ?) > 0", " "+sc+" "
 		}
-		conds, args = append(conds, "environment = ?"), append(args, f.Environment)
-	}
-	if f.Scope != "" {
-		scopes, err := keystore.FilterScopes(f.Scope)
-		if err != nil {
-			return "", nil, err
+		return strings.Join(alts, " OR "), args
+	},
+	HasMetadata: func(m map[string]string) (string, []any, error) {
+		var (
+			conds []string
+			args  []any
+		)
+		for _, name := range slices.Sorted(maps.Keys(m)) {
+			conds = append(conds, "EXISTS (SELECT 1 FROM json_each(keys.metadata) WHERE json_each.key = ? AND json_each.value = ?)")
+			args = append(args, name, m[name])
 		}
-		// Padding the space-separated list with spaces makes every match a
-		// whole scope.
-		var alts []string
-		for _, sc := range scopes {
-			alts = append(alts, "instr(' ' || scopes || ' ', ?) > 0")
-			args = append(args, " "+sc+" ")
-		}
-		conds = append(conds, strings.Join(alts, " OR "))
-	}
-	if err := keystore.CheckMetadataFilter(f.Metadata); err != nil {
-		return "", nil, err
-	}
-	for _, name := range slices.Sorted(maps.Keys(f.Metadata)) {
-		conds = append(conds, "EXISTS (SELECT 1 FROM json_each(keys.metadata) WHERE json_each.key = ? AND json_each.value = ?)")
-		args = append(args, name, f.Metadata[name])
-	}
-	if !f.CreatedBefore.IsZero() {
-		// created_at is whole seconds: second S is before time T when S < T,
-		// that is when S < T rounded up.
-		cut := f.CreatedBefore.Unix()
-		if f.CreatedBefore.Nanosecond() > 0 {
-			cut++
-		}
-		conds, args = append(conds, "created_at < ?"), append(args, cut)
-	}
-	if f.Rotatable {
-		conds = append(conds, `revoked_at IS NULL AND (delivery IS NULL OR delivery <> 'pending')
-			AND (rotated_to IS NULL OR rotated_to IN
-				(SELECT s.id FROM keys s WHERE s.delivery = 'pending' AND (s.revoked_at IS NOT NULL OR s.delivery_due IS NULL OR s.delivery_due <= ?)))`)
-		args = append(args, t)
-	}
-	if f.Delivering {
-		conds = append(conds, `rotated_to IN (SELECT s.id FROM keys s
-			WHERE s.delivery = 'pending' AND s.revoked_at IS NULL AND s.delivery_due > ?)`)
-		args = append(args, t)
-	}
-	if f.Revocable {
-		conds = append(conds, "revoked_at IS NULL")
-	}
-	if !f.ExpiringBefore.IsZero() {
-		// Not yet expired (expires_at > now) and expiring before the cut:
-		// second S is before time T when S < T rounded up.
-		cut := f.ExpiringBefore.Unix()
-		if f.ExpiringBefore.Nanosecond() > 0 {
-			cut++
-		}
-		conds = append(conds, "revoked_at IS NULL AND expires_at IS NOT NULL AND expires_at > ? AND expires_at < ?")
-		args = append(args, t, cut)
-	}
-	if f.IDPrefix != "" {
-		if err := keystore.CheckIDPrefix(f.IDPrefix); err != nil {
-			return "", nil, err
-		}
+		return strings.Join(conds, " AND "), args, nil
+	},
+	IDPrefix: func(prefix string) (string, []any) {
 		// A range of the primary key: IDs are ASCII, so every ID with the
 		// prefix sorts before the prefix followed by DEL.
-		conds, args = append(conds, "id >= ? AND id < ?"), append(args, f.IDPrefix, f.IDPrefix+"\x7f")
-	}
-	if len(conds) == 0 {
-		return "", nil, nil
-	}
-	return " WHERE (" + strings.Join(conds, ") AND (") + ")", args, nil
+		return "id >= ? AND id < ?", []any{prefix, prefix + "\x7f"}
+	},
 }
 
 func unix(t *time.Time) any {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/chatbotplatform/keyctl/keystore"
+	"github.com/chatbotplatform/keyctl/keystore/sqlstore"
 )
 
 // Update changes key id's name, scopes, expiry or metadata, with one audit
@@ -117,41 +118,10 @@ func (s *Store) Delete(ctx context.Context, id string) (*keystore.Key, error) {
 	return k, nil
 }
 
-// eventWhere turns an event filter into an SQL condition and its arguments.
-func eventWhere(f keystore.EventFilter) (string, []any, error) {
-	if err := f.Validate(); err != nil {
-		return "", nil, err
-	}
-	var (
-		conds []string
-		args  []any
-	)
-	if f.KeyID != "" {
-		conds = append(conds, "key_id = ? OR (action = 'rotate' AND json_extract(details, '$.new_key_id') = ?)")
-		args = append(args, f.KeyID, f.KeyID)
-	}
-	if !f.Since.IsZero() {
-		// at is whole seconds: second S is at or after time T when S >= T
-		// rounded up.
-		cut := f.Since.Unix()
-		if f.Since.Nanosecond() > 0 {
-			cut++
-		}
-		conds, args = append(conds, "at >= ?"), append(args, cut)
-	}
-	if f.Action != "" {
-		conds, args = append(conds, "action = ?"), append(args, f.Action)
-	}
-	if len(conds) == 0 {
-		return "", nil, nil
-	}
-	return " WHERE (" + strings.Join(conds, ") AND (") + ")", args, nil
-}
-
 // Events returns the events that match f, newest first.
 func (s *Store) Events(ctx context.Context, f keystore.EventFilter) ([]keystore.Event, error) {
 	const op = "read audit log"
-	cond, args, err := eventWhere(f)
+	cond, args, err := sqlstore.Events(dialect, f)
 	if err != nil {
 		return nil, err
 	}
@@ -183,7 +153,7 @@ func (s *Store) Events(ctx context.Context, f keystore.EventFilter) ([]keystore.
 // CountEvents returns how many events match f.
 func (s *Store) CountEvents(ctx context.Context, f keystore.EventFilter) (int, error) {
 	f.Offset, f.Limit = 0, 0
-	cond, args, err := eventWhere(f)
+	cond, args, err := sqlstore.Events(dialect, f)
 	if err != nil {
 		return 0, err
 	}
