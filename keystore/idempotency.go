@@ -55,3 +55,28 @@ type IdempotentReply struct {
 
 // Pending reports whether the request that claimed the record still runs.
 func (r IdempotencyRecord) Pending() bool { return r.Status == 0 }
+
+// Kept is reply as a store keeps it: its Body never nil, so that a
+// completed record reads back with a body. EINTERNAL for a reply without a
+// status, which would read back as pending.
+func (r IdempotentReply) Kept() (IdempotentReply, error) {
+	if r.Status == 0 {
+		return r, Errorf(EINTERNAL, "complete Idempotency-Key: status 0")
+	}
+	if r.Body == nil {
+		r.Body = []byte{}
+	}
+	return r, nil
+}
+
+// KeptIdempotencyRecord is the record a store read: the hash of the request
+// that claimed it, when, to the second, and its reply (Status 0 while
+// pending). A completed record has a Body, empty rather than nil.
+func KeptIdempotencyRecord(request []byte, createdAt time.Time, reply IdempotentReply) IdempotencyRecord {
+	rec := IdempotencyRecord{CreatedAt: createdAt.UTC(), IdempotentReply: reply}
+	copy(rec.Request[:], request)
+	if rec.Status != 0 && rec.Body == nil {
+		rec.Body = []byte{}
+	}
+	return rec
+}

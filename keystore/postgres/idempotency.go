@@ -57,15 +57,12 @@ func (s *Store) ClaimIdempotency(ctx context.Context, lookup, request [32]byte, 
 
 // CompleteIdempotency keeps the reply of a claimed request.
 func (s *Store) CompleteIdempotency(ctx context.Context, lookup [32]byte, reply keystore.IdempotentReply) error {
-	if reply.Status == 0 {
-		return keystore.Errorf(keystore.EINTERNAL, "complete Idempotency-Key: status 0")
+	reply, err := reply.Kept()
+	if err != nil {
+		return err
 	}
-	body := reply.Body
-	if body == nil {
-		body = []byte{}
-	}
-	_, err := s.pool.Exec(ctx, "UPDATE idempotency_claims SET status = $1, body = $2, withheld = $3 WHERE lookup = $4 AND status = 0",
-		reply.Status, body, reply.Withheld, lookup[:])
+	_, err = s.pool.Exec(ctx, "UPDATE idempotency_claims SET status = $1, body = $2, withheld = $3 WHERE lookup = $4 AND status = 0",
+		reply.Status, reply.Body, reply.Withheld, lookup[:])
 	if err != nil {
 		return s.fail(ctx, "keep idempotent reply", err)
 	}
@@ -106,23 +103,18 @@ type queryRower interface {
 
 func getClaim(ctx context.Context, q queryRower, lookup [32]byte, since time.Time) (keystore.IdempotencyRecord, bool, error) {
 	var (
-		rec     keystore.IdempotencyRecord
 		request []byte
 		at      time.Time
+		reply   keystore.IdempotentReply
 	)
 	err := q.QueryRow(ctx,
 		"SELECT request, created_at, status, body, withheld FROM idempotency_claims WHERE lookup = $1 AND created_at >= $2",
-		lookup[:], since).Scan(&request, &at, &rec.Status, &rec.Body, &rec.Withheld)
+		lookup[:], since).Scan(&request, &at, &reply.Status, &reply.Body, &reply.Withheld)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return rec, false, nil
+		return keystore.IdempotencyRecord{}, false, nil
 	}
 	if err != nil {
-		return rec, false, err
+		return keystore.IdempotencyRecord{}, false, err
 	}
-	copy(rec.Request[:], request)
-	rec.CreatedAt = at.UTC()
-	if rec.Status != 0 && rec.Body == nil {
-		rec.Body = []byte{}
-	}
-	return rec, true, nil
+	return keystore.KeptIdempotencyRecord(request, at, reply), true, nil
 }

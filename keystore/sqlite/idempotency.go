@@ -50,15 +50,12 @@ func (s *Store) ClaimIdempotency(ctx context.Context, lookup, request [32]byte, 
 
 // CompleteIdempotency keeps the reply of a claimed request.
 func (s *Store) CompleteIdempotency(ctx context.Context, lookup [32]byte, reply keystore.IdempotentReply) error {
-	if reply.Status == 0 {
-		return keystore.Errorf(keystore.EINTERNAL, "complete Idempotency-Key: status 0")
+	reply, err := reply.Kept()
+	if err != nil {
+		return err
 	}
-	body := reply.Body
-	if body == nil {
-		body = []byte{}
-	}
-	_, err := s.db.ExecContext(ctx, "UPDATE idempotency_claims SET status = ?, body = ?, withheld = ? WHERE lookup = ? AND status = 0",
-		reply.Status, body, reply.Withheld, lookup[:])
+	_, err = s.db.ExecContext(ctx, "UPDATE idempotency_claims SET status = ?, body = ?, withheld = ? WHERE lookup = ? AND status = 0",
+		reply.Status, reply.Body, reply.Withheld, lookup[:])
 	if err != nil {
 		return s.fail(ctx, "keep idempotent reply", err)
 	}
@@ -114,23 +111,18 @@ type queryRower interface {
 
 func getClaim(ctx context.Context, q queryRower, lookup [32]byte, since time.Time) (keystore.IdempotencyRecord, bool, error) {
 	var (
-		rec     keystore.IdempotencyRecord
 		request []byte
 		at      int64
+		reply   keystore.IdempotentReply
 	)
 	err := q.QueryRowContext(ctx,
 		"SELECT request, created_at, status, body, withheld FROM idempotency_claims WHERE lookup = ? AND created_at >= ?",
-		lookup[:], since.Unix()).Scan(&request, &at, &rec.Status, &rec.Body, &rec.Withheld)
+		lookup[:], since.Unix()).Scan(&request, &at, &reply.Status, &reply.Body, &reply.Withheld)
 	if errors.Is(err, sql.ErrNoRows) {
-		return rec, false, nil
+		return keystore.IdempotencyRecord{}, false, nil
 	}
 	if err != nil {
-		return rec, false, err
+		return keystore.IdempotencyRecord{}, false, err
 	}
-	copy(rec.Request[:], request)
-	rec.CreatedAt = time.Unix(at, 0).UTC()
-	if rec.Status != 0 && rec.Body == nil {
-		rec.Body = []byte{}
-	}
-	return rec, true, nil
+	return keystore.KeptIdempotencyRecord(request, time.Unix(at, 0), reply), true, nil
 }
