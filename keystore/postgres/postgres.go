@@ -8,10 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"net/url"
 	"regexp"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -21,6 +19,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/chatbotplatform/keyctl/keystore"
+	"github.com/chatbotplatform/keyctl/keystore/sqlstore"
 )
 
 //go:embed migrations/*.sql
@@ -43,30 +42,11 @@ func IsDSN(store string) bool {
 
 // migrations are the schema changes in order; a database at schema version
 // N has had the first N applied.
-var migrations = sync.OnceValue(func() []string {
-	names, err := fs.Glob(migrationFiles, "migrations/*.sql")
-	if err != nil {
-		panic(err)
-	}
-	slices.Sort(names)
-	out := make([]string, len(names))
-	for i, name := range names {
-		b, err := migrationFiles.ReadFile(name)
-		if err != nil {
-			panic(err)
-		}
-		out[i] = string(b)
-	}
-	return out
-})
+var migrations = sync.OnceValue(func() []string { return sqlstore.Migrations(migrationFiles) })
 
 // MigrationNames returns the file names of the migrations, in order, for the
 // test that they are numbered 1..N.
-func MigrationNames() []string {
-	names, _ := fs.Glob(migrationFiles, "migrations/*.sql")
-	slices.Sort(names)
-	return names
-}
+func MigrationNames() []string { return sqlstore.MigrationNames(migrationFiles) }
 
 // Options are the store's hooks for time and randomness, and what a
 // long-lived process (keyctl serve) turns on.

@@ -14,7 +14,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -23,6 +22,7 @@ import (
 	sqlite3 "modernc.org/sqlite/lib"
 
 	"github.com/chatbotplatform/keyctl/keystore"
+	"github.com/chatbotplatform/keyctl/keystore/sqlstore"
 )
 
 // applicationID marks a SQLite file as a keyctl store ("keyc" in ASCII), so
@@ -46,28 +46,11 @@ var migrationFiles embed.FS
 // migrations are the schema changes in order. A store at schema version N
 // (PRAGMA user_version) has had the first N applied. They are read when
 // first needed, not at start-up: most commands open an up-to-date store.
-var migrations = sync.OnceValue(loadMigrations)
+var migrations = sync.OnceValue(func() []string { return sqlstore.Migrations(migrationFiles) })
 
 // schemaVersion is the number of migrations, the schema version of a store
 // that is up to date; a test holds it equal to len(migrations()).
 const schemaVersion = 7
-
-func loadMigrations() []string {
-	names, err := fs.Glob(migrationFiles, "migrations/*.sql")
-	if err != nil {
-		panic(err)
-	}
-	slices.Sort(names)
-	out := make([]string, len(names))
-	for i, name := range names {
-		b, err := migrationFiles.ReadFile(name)
-		if err != nil {
-			panic(err)
-		}
-		out[i] = string(b)
-	}
-	return out
-}
 
 // Options are the store's hooks for time and randomness, so that tests are
 // deterministic. The zero value uses time.Now and crypto/rand.
