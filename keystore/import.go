@@ -16,6 +16,15 @@ import (
 // (BENCHMARKS.md, goal 5).
 const MaxImportBatch = 10000
 
+// CheckBatch refuses a batch of n keys or events (what) larger than
+// MaxImportBatch, for every store that imports or restores. EINVALID.
+func CheckBatch(n int, what string) error {
+	if n > MaxImportBatch {
+		return Errorf(EINVALID, "%d %s in one import batch, at most %d", n, what, MaxImportBatch)
+	}
+	return nil
+}
+
 // Where an imported key came from: the secret itself, or only its SHA-256.
 const (
 	ImportSourceKey    = "key"

@@ -84,8 +84,8 @@ func (w withExtra) Scan(dest ...any) error { return w.rows.Scan(append(dest, w.e
 func (s *Store) RestoreKeys(ctx context.Context, keys []keystore.ExportedKey) (keystore.RestoreResult, error) {
 	const op = "restore keys"
 	var res keystore.RestoreResult
-	if len(keys) > keystore.MaxImportBatch {
-		return res, keystore.Errorf(keystore.EINVALID, "%d keys in one import batch, at most %d", len(keys), keystore.MaxImportBatch)
+	if err := keystore.CheckBatch(len(keys), "keys"); err != nil {
+		return res, err
 	}
 	if len(keys) == 0 {
 		return res, nil
@@ -174,8 +174,8 @@ func (s *Store) RestoreLinks(ctx context.Context, keys []keystore.ExportedKey) e
 func (s *Store) RestoreEvents(ctx context.Context, events []keystore.Event) (keystore.RestoreResult, error) {
 	const op = "restore audit events"
 	var res keystore.RestoreResult
-	if len(events) > keystore.MaxImportBatch {
-		return res, keystore.Errorf(keystore.EINVALID, "%d events in one import batch, at most %d", len(events), keystore.MaxImportBatch)
+	if err := keystore.CheckBatch(len(events), "events"); err != nil {
+		return res, err
 	}
 	if len(events) == 0 {
 		return res, nil

@@ -26,9 +26,8 @@ const maxImportBody = apiv1.MaxBodyBytes - 1024
 // them.
 func (s *Store) Import(ctx context.Context, keys []keystore.ImportKey) (keystore.ImportResult, error) {
 	var total keystore.ImportResult
-	if len(keys) > keystore.MaxImportBatch {
-		return total, keystore.Errorf(keystore.EINVALID,
-			"%d keys in one import batch, at most %d", len(keys), keystore.MaxImportBatch)
+	if err := keystore.CheckBatch(len(keys), "keys"); err != nil {
+		return total, err
 	}
 	var (
 		body      bytes.Buffer

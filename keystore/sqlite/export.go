@@ -56,8 +56,8 @@ func (w scanWith) Scan(dest ...any) error { return w.rows.Scan(append(dest, w.ex
 // one transaction.
 func (s *Store) RestoreKeys(ctx context.Context, keys []keystore.ExportedKey) (keystore.RestoreResult, error) {
 	var res keystore.RestoreResult
-	if len(keys) > keystore.MaxImportBatch {
-		return res, tooLarge(len(keys))
+	if err := keystore.CheckBatch(len(keys), "keys"); err != nil {
+		return res, err
 	}
 	err := s.inTx(ctx, "restore keys", func(tx *sql.Tx) error {
 		stmt, err := tx.PrepareContext(ctx,
@@ -124,8 +124,8 @@ func (s *Store) RestoreLinks(ctx context.Context, keys []keystore.ExportedKey) e
 // RestoreEvents appends events to the audit log in the given order.
 func (s *Store) RestoreEvents(ctx context.Context, events []keystore.Event) (keystore.RestoreResult, error) {
 	var res keystore.RestoreResult
-	if len(events) > keystore.MaxImportBatch {
-		return res, tooLarge(len(events))
+	if err := keystore.CheckBatch(len(events), "events"); err != nil {
+		return res, err
 	}
 	err := s.inTx(ctx, "restore audit events", func(tx *sql.Tx) error {
 		stmt, err := tx.PrepareContext(ctx,

@@ -29,8 +29,8 @@ var _ keystore.BatchImporter = (*Store)(nil)
 // Import stores a batch of keys in one write transaction: an import of one
 // batch.
 func (s *Store) Import(ctx context.Context, keys []keystore.ImportKey) (keystore.ImportResult, error) {
-	if len(keys) > keystore.MaxImportBatch {
-		return keystore.ImportResult{}, tooLarge(len(keys))
+	if err := keystore.CheckBatch(len(keys), "keys"); err != nil {
+		return keystore.ImportResult{}, err
 	}
 	if len(keys) == 0 {
 		return keystore.ImportResult{}, nil
@@ -44,10 +44,6 @@ func (s *Store) Import(ctx context.Context, keys []keystore.ImportKey) (keystore
 		return res, cerr
 	}
 	return res, err
-}
-
-func tooLarge(n int) error {
-	return keystore.Errorf(keystore.EINVALID, "%d keys in one import batch, at most %d", n, keystore.MaxImportBatch)
 }
 
 // BeginImport sets a connection aside for an import of many batches, with
@@ -110,8 +106,8 @@ type importRow struct {
 func (im *importSession) Import(ctx context.Context, keys []keystore.ImportKey) (keystore.ImportResult, error) {
 	const op = "import keys"
 	s := im.s
-	if len(keys) > keystore.MaxImportBatch {
-		return keystore.ImportResult{}, tooLarge(len(keys))
+	if err := keystore.CheckBatch(len(keys), "keys"); err != nil {
+		return keystore.ImportResult{}, err
 	}
 	if len(keys) == 0 {
 		return keystore.ImportResult{}, nil
