@@ -160,35 +160,30 @@ func (s *Store) Rotate(ctx context.Context, id string, opts keystore.RotateOptio
 	if err := opts.Check(); err != nil {
 		return nil, err
 	}
-	now := s.clock()
-	var nk *keystore.Key
-	err := s.inTx(ctx, "rotate key "+id, func(tx pgx.Tx) error {
-		old, err := getKey(ctx, tx, id, now, true)
-		if err != nil {
-			return err
-		}
+	return s.change(ctx, "rotate key ", id, func(tx pgx.Tx, old *keystore.Key, now time.Time) (*keystore.Key, error) {
 		if err := keystore.CheckRotate(old); err != nil {
-			return err
+			return nil, err
 		}
 		var events []event
 		if old.RotatedTo != nil {
+			var err error
 			if events, err = replaceUndelivered(ctx, tx, old, now); err != nil {
-				return err
+				return nil, err
 			}
 		}
 		r, err := keystore.NewRotation(s.rand, old, opts, now)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		nk = r.New
+		nk := r.New
 		if err := insertKey(ctx, tx, nk); err != nil {
-			return err
+			return nil, err
 		}
 		if r.DeliveryDue != nil {
 			if _, err := tx.Exec(ctx,
 				"UPDATE keys SET delivery = $1, delivery_due = $2, delivery_grace = $3 WHERE id = $4",
 				keystore.DeliveryPending, *r.DeliveryDue, r.GraceSeconds, nk.ID); err != nil {
-				return err
+				return nil, err
 			}
 		}
 		tag, err := tx.Exec(ctx,
@@ -196,17 +191,13 @@ func (s *Store) Rotate(ctx context.Context, id string, opts keystore.RotateOptio
 			 WHERE id = $4 AND rotated_to IS NULL AND revoked_at IS NULL`,
 			nk.ID, r.OldRevokedAt, r.OldExpiresAt, id)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if tag.RowsAffected() != 1 {
-			return keystore.RotatedMeanwhile(id)
+			return nil, keystore.RotatedMeanwhile(id)
 		}
-		return s.record(ctx, tx, now, append(events, event{keystore.ActionRotate, id, r.Details}))
+		return nk, s.record(ctx, tx, now, append(events, event{keystore.ActionRotate, id, r.Details}))
 	})
-	if err != nil {
-		return nil, err
-	}
-	return nk, nil
 }
 
 // replaceUndelivered is the part of Rotate for a key that was rotated
@@ -246,22 +237,13 @@ func replaceUndelivered(ctx context.Context, tx pgx.Tx, old *keystore.Key, now t
 // ConfirmDelivery marks the secret of key id delivered and starts the end
 // of its predecessor.
 func (s *Store) ConfirmDelivery(ctx context.Context, id string) (*keystore.Key, error) {
-	if err := keystore.CheckID(id); err != nil {
-		return nil, err
-	}
-	now := s.clock()
-	var k *keystore.Key
-	err := s.inTx(ctx, "confirm delivery of key "+id, func(tx pgx.Tx) error {
-		var err error
-		if k, err = getKey(ctx, tx, id, now, true); err != nil {
-			return err
-		}
+	k, err := s.change(ctx, "confirm delivery of key ", id, func(tx pgx.Tx, k *keystore.Key, now time.Time) (*keystore.Key, error) {
 		if changed, err := keystore.ApplyDelivery(k); !changed {
-			return err
+			return k, err
 		}
 		var grace *int64
 		if err := tx.QueryRow(ctx, "SELECT delivery_grace FROM keys WHERE id = $1", id).Scan(&grace); err != nil {
-			return err
+			return nil, err
 		}
 		g := int64(0)
 		if grace != nil {
@@ -270,61 +252,46 @@ func (s *Store) ConfirmDelivery(ctx context.Context, id string) (*keystore.Key, 
 		if _, err := tx.Exec(ctx,
 			"UPDATE keys SET delivery = $1, delivery_due = NULL, delivery_grace = NULL WHERE id = $2",
 			keystore.DeliveryDelivered, id); err != nil {
-			return err
+			return nil, err
 		}
 		if k.RotatedFrom != nil {
 			old, err := getKey(ctx, tx, *k.RotatedFrom, now, true)
 			if err != nil {
-				return err
+				return nil, err
 			}
 			if revokedAt, expiresAt, end := keystore.PredecessorEnd(old, g, now); end {
 				if _, err := tx.Exec(ctx, "UPDATE keys SET revoked_at = $1, expires_at = $2 WHERE id = $3",
 					revokedAt, expiresAt, old.ID); err != nil {
-					return err
+					return nil, err
 				}
 			}
 		}
-		return s.record(ctx, tx, now, []event{{keystore.ActionDeliver, id, keystore.DeliveryDetails(k, g)}})
+		return k, s.record(ctx, tx, now, []event{{keystore.ActionDeliver, id, keystore.DeliveryDetails(k, g)}})
 	})
-	if err != nil {
-		return nil, err
-	}
 	s.uses.Show(k)
-	return k, nil
+	return k, err
 }
 
 // Revoke stops key id at once. Revoking it again changes nothing and records
 // no second event.
 func (s *Store) Revoke(ctx context.Context, id string) (*keystore.Key, error) {
-	if err := keystore.CheckID(id); err != nil {
-		return nil, err
-	}
-	now := s.clock()
-	var k *keystore.Key
-	err := s.inTx(ctx, "revoke key "+id, func(tx pgx.Tx) error {
-		var err error
-		if k, err = getKey(ctx, tx, id, now, true); err != nil {
-			return err
-		}
+	k, err := s.change(ctx, "revoke key ", id, func(tx pgx.Tx, k *keystore.Key, now time.Time) (*keystore.Key, error) {
 		changed, unlinkFrom, details := keystore.ApplyRevoke(k, now)
 		if !changed {
-			return nil
+			return k, nil
 		}
 		if _, err := tx.Exec(ctx, "UPDATE keys SET revoked_at = $1, delivery_due = NULL WHERE id = $2", now, id); err != nil {
-			return err
+			return nil, err
 		}
 		if unlinkFrom != "" {
 			if _, err := tx.Exec(ctx, "UPDATE keys SET rotated_to = NULL WHERE id = $1 AND rotated_to = $2", unlinkFrom, id); err != nil {
-				return err
+				return nil, err
 			}
 		}
-		return s.record(ctx, tx, now, []event{{keystore.ActionRevoke, id, details}})
+		return k, s.record(ctx, tx, now, []event{{keystore.ActionRevoke, id, details}})
 	})
-	if err != nil {
-		return nil, err
-	}
 	s.uses.Show(k)
-	return k, nil
+	return k, err
 }
 
 // Verify checks secret by its hash, in the database, on every call: a

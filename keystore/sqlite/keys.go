@@ -118,34 +118,28 @@ func (s *Store) Rotate(ctx context.Context, id string, opts keystore.RotateOptio
 	if err := opts.Check(); err != nil {
 		return nil, err
 	}
-	now := s.clock()
-	var nk *keystore.Key
-	err := s.inTx(ctx, "rotate key "+id, func(tx *sql.Tx) error {
-		old, err := getKey(ctx, tx, id, now)
-		if err != nil {
-			return err
-		}
+	return s.change(ctx, "rotate key ", id, func(tx *sql.Tx, old *keystore.Key, now time.Time) (*keystore.Key, error) {
 		if err := keystore.CheckRotate(old); err != nil {
-			return err
+			return nil, err
 		}
 		if old.RotatedTo != nil {
-			if err = s.replaceUndelivered(ctx, tx, old, now); err != nil {
-				return err
+			if err := s.replaceUndelivered(ctx, tx, old, now); err != nil {
+				return nil, err
 			}
 		}
 		r, err := keystore.NewRotation(s.rand, old, opts, now)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		nk = r.New
+		nk := r.New
 		if err := insertKey(ctx, tx, nk); err != nil {
-			return err
+			return nil, err
 		}
 		if r.DeliveryDue != nil {
 			if _, err := tx.ExecContext(ctx,
 				"UPDATE keys SET delivery = ?, delivery_due = ?, delivery_grace = ? WHERE id = ?",
 				keystore.DeliveryPending, r.DeliveryDue.Unix(), r.GraceSeconds, nk.ID); err != nil {
-				return err
+				return nil, err
 			}
 		}
 		// The guard makes a second rotation of the same key fail even if it
@@ -155,19 +149,15 @@ func (s *Store) Rotate(ctx context.Context, id string, opts keystore.RotateOptio
 			 WHERE id = ? AND rotated_to IS NULL AND revoked_at IS NULL`,
 			nk.ID, unix(r.OldRevokedAt), unix(r.OldExpiresAt), id)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if n, err := res.RowsAffected(); err != nil {
-			return err
+			return nil, err
 		} else if n != 1 {
-			return keystore.RotatedMeanwhile(id)
+			return nil, keystore.RotatedMeanwhile(id)
 		}
-		return s.record(ctx, tx, now, keystore.ActionRotate, id, r.Details)
+		return nk, s.record(ctx, tx, now, keystore.ActionRotate, id, r.Details)
 	})
-	if err != nil {
-		return nil, err
-	}
-	return nk, nil
 }
 
 // replaceUndelivered is the part of Rotate for a key that was rotated
@@ -202,81 +192,57 @@ func (s *Store) replaceUndelivered(ctx context.Context, tx *sql.Tx, old *keystor
 // ConfirmDelivery marks the secret of key id delivered and starts the end
 // of its predecessor.
 func (s *Store) ConfirmDelivery(ctx context.Context, id string) (*keystore.Key, error) {
-	if err := keystore.CheckID(id); err != nil {
-		return nil, err
-	}
-	now := s.clock()
-	var k *keystore.Key
-	err := s.inTx(ctx, "confirm delivery of key "+id, func(tx *sql.Tx) error {
-		var err error
-		if k, err = getKey(ctx, tx, id, now); err != nil {
-			return err
-		}
+	k, err := s.change(ctx, "confirm delivery of key ", id, func(tx *sql.Tx, k *keystore.Key, now time.Time) (*keystore.Key, error) {
 		if changed, err := keystore.ApplyDelivery(k); !changed {
-			return err
+			return k, err
 		}
 		var grace sql.NullInt64
 		if err := tx.QueryRowContext(ctx, "SELECT delivery_grace FROM keys WHERE id = ?", id).Scan(&grace); err != nil {
-			return err
+			return nil, err
 		}
 		if _, err := tx.ExecContext(ctx,
 			"UPDATE keys SET delivery = ?, delivery_due = NULL, delivery_grace = NULL WHERE id = ?",
 			keystore.DeliveryDelivered, id); err != nil {
-			return err
+			return nil, err
 		}
 		if k.RotatedFrom != nil {
 			old, err := getKey(ctx, tx, *k.RotatedFrom, now)
 			if err != nil {
-				return err
+				return nil, err
 			}
 			if revokedAt, expiresAt, end := keystore.PredecessorEnd(old, grace.Int64, now); end {
 				if _, err := tx.ExecContext(ctx, "UPDATE keys SET revoked_at = ?, expires_at = ? WHERE id = ?",
 					unix(revokedAt), unix(expiresAt), old.ID); err != nil {
-					return err
+					return nil, err
 				}
 			}
 		}
-		return s.record(ctx, tx, now, keystore.ActionDeliver, id, keystore.DeliveryDetails(k, grace.Int64))
+		return k, s.record(ctx, tx, now, keystore.ActionDeliver, id, keystore.DeliveryDetails(k, grace.Int64))
 	})
-	if err != nil {
-		return nil, err
-	}
 	s.uses.Show(k)
-	return k, nil
+	return k, err
 }
 
 // Revoke stops key id at once. Revoking it again changes nothing and records
 // no second event.
 func (s *Store) Revoke(ctx context.Context, id string) (*keystore.Key, error) {
-	if err := keystore.CheckID(id); err != nil {
-		return nil, err
-	}
-	now := s.clock()
-	var k *keystore.Key
-	err := s.inTx(ctx, "revoke key "+id, func(tx *sql.Tx) error {
-		var err error
-		if k, err = getKey(ctx, tx, id, now); err != nil {
-			return err
-		}
+	k, err := s.change(ctx, "revoke key ", id, func(tx *sql.Tx, k *keystore.Key, now time.Time) (*keystore.Key, error) {
 		changed, unlinkFrom, details := keystore.ApplyRevoke(k, now)
 		if !changed {
-			return nil
+			return k, nil
 		}
 		if _, err := tx.ExecContext(ctx, "UPDATE keys SET revoked_at = ?, delivery_due = NULL WHERE id = ?", now.Unix(), id); err != nil {
-			return err
+			return nil, err
 		}
 		if unlinkFrom != "" {
 			if _, err := tx.ExecContext(ctx, "UPDATE keys SET rotated_to = NULL WHERE id = ? AND rotated_to = ?", unlinkFrom, id); err != nil {
-				return err
+				return nil, err
 			}
 		}
-		return s.record(ctx, tx, now, keystore.ActionRevoke, id, details)
+		return k, s.record(ctx, tx, now, keystore.ActionRevoke, id, details)
 	})
-	if err != nil {
-		return nil, err
-	}
 	s.uses.Show(k)
-	return k, nil
+	return k, err
 }
 
 // Verify checks secret in the file and records the last use of a key that

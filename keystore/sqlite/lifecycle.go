@@ -11,40 +11,50 @@ import (
 	"github.com/chatbotplatform/keyctl/keystore/sqlstore"
 )
 
-// Update changes key id's name, scopes, expiry or metadata, with one audit
-// event that holds the before and after of each changed field.
-func (s *Store) Update(ctx context.Context, id string, p keystore.UpdateParams) (*keystore.Key, error) {
+// change reads key id in a write transaction, lets fn change it and
+// record the change there, and returns the key fn returns: the plumbing
+// of every change to one key (the rules are keystore's).
+func (s *Store) change(ctx context.Context, op, id string, fn func(tx *sql.Tx, k *keystore.Key, now time.Time) (*keystore.Key, error)) (*keystore.Key, error) {
 	if err := keystore.CheckID(id); err != nil {
 		return nil, err
 	}
 	now := s.clock()
-	var nk *keystore.Key
-	err := s.inTx(ctx, "update key "+id, func(tx *sql.Tx) error {
+	var out *keystore.Key
+	err := s.inTx(ctx, op+id, func(tx *sql.Tx) error {
 		k, err := getKey(ctx, tx, id, now)
 		if err != nil {
 			return err
 		}
-		var changes map[string]any
-		nk, changes, err = p.Apply(k, now)
-		if err != nil || len(changes) == 0 {
-			return err
-		}
-		meta, err := json.Marshal(nk.Metadata)
-		if err != nil {
-			return err
-		}
-		if _, err := tx.ExecContext(ctx,
-			"UPDATE keys SET name = ?, scopes = ?, expires_at = ?, metadata = ? WHERE id = ?",
-			nk.Name, strings.Join(nk.Scopes, " "), unix(nk.ExpiresAt), string(meta), id); err != nil {
-			return err
-		}
-		return s.record(ctx, tx, now, keystore.ActionUpdate, id, changes)
+		out, err = fn(tx, k, now)
+		return err
 	})
 	if err != nil {
 		return nil, err
 	}
+	return out, nil
+}
+
+// Update changes key id's name, scopes, expiry or metadata, with one audit
+// event that holds the before and after of each changed field.
+func (s *Store) Update(ctx context.Context, id string, p keystore.UpdateParams) (*keystore.Key, error) {
+	nk, err := s.change(ctx, "update key ", id, func(tx *sql.Tx, k *keystore.Key, now time.Time) (*keystore.Key, error) {
+		nk, changes, err := p.Apply(k, now)
+		if err != nil || len(changes) == 0 {
+			return nk, err
+		}
+		meta, err := json.Marshal(nk.Metadata)
+		if err != nil {
+			return nil, err
+		}
+		if _, err := tx.ExecContext(ctx,
+			"UPDATE keys SET name = ?, scopes = ?, expires_at = ?, metadata = ? WHERE id = ?",
+			nk.Name, strings.Join(nk.Scopes, " "), unix(nk.ExpiresAt), string(meta), id); err != nil {
+			return nil, err
+		}
+		return nk, s.record(ctx, tx, now, keystore.ActionUpdate, id, changes)
+	})
 	s.uses.Show(nk)
-	return nk, nil
+	return nk, err
 }
 
 // Disable stops key id until Enable.
@@ -58,47 +68,26 @@ func (s *Store) Enable(ctx context.Context, id string) (*keystore.Key, error) {
 }
 
 func (s *Store) setDisabled(ctx context.Context, id string, disable bool) (*keystore.Key, error) {
-	if err := keystore.CheckID(id); err != nil {
-		return nil, err
-	}
 	action := keystore.DisableAction(disable)
-	now := s.clock()
-	var k *keystore.Key
-	err := s.inTx(ctx, action+" key "+id, func(tx *sql.Tx) error {
-		var err error
-		if k, err = getKey(ctx, tx, id, now); err != nil {
-			return err
-		}
+	k, err := s.change(ctx, action+" key ", id, func(tx *sql.Tx, k *keystore.Key, now time.Time) (*keystore.Key, error) {
 		if changed, err := keystore.ApplyDisable(k, disable, now); !changed {
-			return err
+			return k, err
 		}
 		if _, err := tx.ExecContext(ctx, "UPDATE keys SET disabled_at = ? WHERE id = ?", unix(k.DisabledAt), id); err != nil {
-			return err
+			return nil, err
 		}
-		return s.record(ctx, tx, now, action, id, map[string]any{})
+		return k, s.record(ctx, tx, now, action, id, map[string]any{})
 	})
-	if err != nil {
-		return nil, err
-	}
 	s.uses.Show(k)
-	return k, nil
+	return k, err
 }
 
 // Delete removes revoked key id; its audit events stay.
 func (s *Store) Delete(ctx context.Context, id string) (*keystore.Key, error) {
-	if err := keystore.CheckID(id); err != nil {
-		return nil, err
-	}
-	now := s.clock()
-	var k *keystore.Key
-	err := s.inTx(ctx, "delete key "+id, func(tx *sql.Tx) error {
-		var err error
-		if k, err = getKey(ctx, tx, id, now); err != nil {
-			return err
-		}
+	return s.change(ctx, "delete key ", id, func(tx *sql.Tx, k *keystore.Key, now time.Time) (*keystore.Key, error) {
 		details, err := keystore.ApplyDelete(k)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		// The keys rotated from or to it would point at nothing.
 		for _, stmt := range []string{
@@ -107,15 +96,11 @@ func (s *Store) Delete(ctx context.Context, id string) (*keystore.Key, error) {
 			"DELETE FROM keys WHERE id = ?",
 		} {
 			if _, err := tx.ExecContext(ctx, stmt, id); err != nil {
-				return err
+				return nil, err
 			}
 		}
-		return s.record(ctx, tx, now, keystore.ActionDelete, id, details)
+		return k, s.record(ctx, tx, now, keystore.ActionDelete, id, details)
 	})
-	if err != nil {
-		return nil, err
-	}
-	return k, nil
 }
 
 // Events returns the events that match f, newest first.
