@@ -351,40 +351,11 @@ func (s *Store) Lookup(ctx context.Context, hash [32]byte) (*keystore.Key, error
 // Audit returns events in the order their changes committed; with keyID,
 // those of that key and the rotation that made it.
 func (s *Store) Audit(ctx context.Context, keyID string) ([]keystore.Event, error) {
-	const op = "read audit log"
-	query := "SELECT id, at, actor, action, key_id, details FROM audit_events"
-	var args []any
-	if keyID != "" {
-		if err := keystore.CheckID(keyID); err != nil {
-			return nil, err
-		}
-		query += " WHERE key_id = $1 OR (action = 'rotate' AND details ->> 'new_key_id' = $1)"
-		args = append(args, keyID)
-	}
-	rows, err := s.pool.Query(ctx, query+" ORDER BY version, seq", args...)
+	cond, args, err := sqlstore.Events(dialect, keystore.EventFilter{KeyID: keyID})
 	if err != nil {
-		return nil, s.fail(ctx, op, err)
+		return nil, err
 	}
-	defer rows.Close()
-	events := []keystore.Event{}
-	for rows.Next() {
-		var (
-			e       keystore.Event
-			details []byte
-		)
-		if err := rows.Scan(&e.ID, &e.At, &e.Actor, &e.Action, &e.KeyID, &details); err != nil {
-			return nil, s.fail(ctx, op, err)
-		}
-		e.At = e.At.UTC()
-		if err := json.Unmarshal(details, &e.Details); err != nil {
-			return nil, s.fail(ctx, op, err)
-		}
-		events = append(events, e)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, s.fail(ctx, op, err)
-	}
-	return events, nil
+	return s.readEvents(ctx, cond+" ORDER BY version, seq", args)
 }
 
 // lostConn reports whether err is the loss of a connection rather than an

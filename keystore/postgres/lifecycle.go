@@ -108,19 +108,25 @@ func (s *Store) Delete(ctx context.Context, id string) (*keystore.Key, error) {
 // Events returns the events that match f, newest first: in the reverse of
 // the order their changes committed.
 func (s *Store) Events(ctx context.Context, f keystore.EventFilter) ([]keystore.Event, error) {
-	const op = "read audit log"
 	cond, args, err := sqlstore.Events(dialect, f)
 	if err != nil {
 		return nil, err
 	}
-	query := "SELECT id, at, actor, action, key_id, details FROM audit_events" + cond + " ORDER BY version DESC, seq DESC"
+	rest := cond + " ORDER BY version DESC, seq DESC"
 	if f.Limit > 0 {
 		args = append(args, f.Limit)
-		query += " LIMIT $" + strconv.Itoa(len(args))
+		rest += " LIMIT $" + strconv.Itoa(len(args))
 	}
 	args = append(args, f.Offset)
-	query += " OFFSET $" + strconv.Itoa(len(args))
-	rows, err := s.pool.Query(ctx, query, args...)
+	rest += " OFFSET $" + strconv.Itoa(len(args))
+	return s.readEvents(ctx, rest, args)
+}
+
+// readEvents reads the events of audit_events that rest (a condition and
+// an order) selects.
+func (s *Store) readEvents(ctx context.Context, rest string, args []any) ([]keystore.Event, error) {
+	const op = "read audit log"
+	rows, err := s.pool.Query(ctx, "SELECT id, at, actor, action, key_id, details FROM audit_events"+rest, args...)
 	if err != nil {
 		return nil, s.fail(ctx, op, err)
 	}

@@ -332,33 +332,11 @@ func recordUse(ctx context.Context, db execer, id string, t int64, uses map[stri
 // Audit returns events oldest first; with keyID, those of that key and the
 // rotation that made it.
 func (s *Store) Audit(ctx context.Context, keyID string) ([]keystore.Event, error) {
-	const op = "read audit log"
-	query := "SELECT id, at, actor, action, key_id, details FROM audit_events"
-	var args []any
-	if keyID != "" {
-		if err := keystore.CheckID(keyID); err != nil {
-			return nil, err
-		}
-		query += " WHERE key_id = ? OR (action = 'rotate' AND json_extract(details, '$.new_key_id') = ?)"
-		args = append(args, keyID, keyID)
-	}
-	rows, err := s.db.QueryContext(ctx, query+" ORDER BY seq", args...)
+	cond, args, err := sqlstore.Events(dialect, keystore.EventFilter{KeyID: keyID})
 	if err != nil {
-		return nil, s.fail(ctx, op, err)
+		return nil, err
 	}
-	defer rows.Close()
-	events := []keystore.Event{}
-	for rows.Next() {
-		e, err := scanEvent(rows)
-		if err != nil {
-			return nil, s.fail(ctx, op, err)
-		}
-		events = append(events, e)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, s.fail(ctx, op, err)
-	}
-	return events, nil
+	return s.readEvents(ctx, cond+" ORDER BY seq", args)
 }
 
 // inTx runs fn in one write transaction (BEGIN IMMEDIATE, from the DSN) and

@@ -105,7 +105,6 @@ func (s *Store) Delete(ctx context.Context, id string) (*keystore.Key, error) {
 
 // Events returns the events that match f, newest first.
 func (s *Store) Events(ctx context.Context, f keystore.EventFilter) ([]keystore.Event, error) {
-	const op = "read audit log"
 	cond, args, err := sqlstore.Events(dialect, f)
 	if err != nil {
 		return nil, err
@@ -114,9 +113,14 @@ func (s *Store) Events(ctx context.Context, f keystore.EventFilter) ([]keystore.
 	if limit == 0 {
 		limit = -1 // SQLite's "no limit"
 	}
-	rows, err := s.db.QueryContext(ctx,
-		"SELECT id, at, actor, action, key_id, details FROM audit_events"+cond+" ORDER BY seq DESC LIMIT ? OFFSET ?",
-		append(args, limit, f.Offset)...)
+	return s.readEvents(ctx, cond+" ORDER BY seq DESC LIMIT ? OFFSET ?", append(args, limit, f.Offset))
+}
+
+// readEvents reads the events of audit_events that rest (a condition and
+// an order) selects.
+func (s *Store) readEvents(ctx context.Context, rest string, args []any) ([]keystore.Event, error) {
+	const op = "read audit log"
+	rows, err := s.db.QueryContext(ctx, "SELECT id, at, actor, action, key_id, details FROM audit_events"+rest, args...)
 	if err != nil {
 		return nil, s.fail(ctx, op, err)
 	}
