@@ -275,8 +275,9 @@ func testImportRefused(t *testing.T, s *subject, clock *Clock) {
 }
 
 // testImportLarge imports a full batch, which the remote store sends in
-// several requests: positions in errors and duplicates across the requests
-// must come out as for one transaction.
+// several requests and PostgreSQL writes in several transactions:
+// positions in errors, duplicates across the requests and the order of the
+// keys must come out as for one transaction.
 func testImportLarge(t *testing.T, s *subject, clock *Clock) {
 	keys := make([]keystore.ImportKey, keystore.MaxImportBatch)
 	for i := range keys {
@@ -287,15 +288,28 @@ func testImportLarge(t *testing.T, s *subject, clock *Clock) {
 		}
 	}
 	keys[1500].Hash = keys[10].Hash                                       // a duplicate in a later request
+	keys[9000].Hash = keys[100].Hash                                      // and in the last part of a batch
 	keys[1199].Params.Scopes = []string{"nope"}                           // refused: position 1200
 	keys[len(keys)-1].Params.ExpiresAt = ptr(clock.Now().Add(-time.Hour)) // refused: the last
 	res := mustImport(t, s, keys)
-	wantCounts(t, "Import", res, len(keys)-3, 1, 2)
+	wantCounts(t, "Import", res, len(keys)-4, 2, 2)
 	if len(res.Errors) == 2 && (res.Errors[0].Line != 1200 || res.Errors[1].Line != len(keys)) {
 		t.Errorf("errors = %+v, want lines 1200 and %d", res.Errors, len(keys))
 	}
-	if n := mustCount(t, s, keystore.ListFilter{}); n != len(keys)-3 {
-		t.Errorf("Count = %d, want %d", n, len(keys)-3)
+	// Created in the same second, the keys list newest first: the last
+	// of the batch first.
+	var want []string
+	for i := len(keys) - 1; i >= 0; i-- {
+		if i != 1500 && i != 9000 && i != 1199 && i != len(keys)-1 {
+			want = append(want, keys[i].Params.Name)
+		}
+	}
+	var got []string
+	for _, k := range mustList(t, s, keystore.ListOptions{}) {
+		got = append(got, k.Name)
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("List gave %d keys, not in the order of the batch (first %q, want %q)", len(got), got[:min(3, len(got))], want[:3])
 	}
 	wantCounts(t, "Import again", mustImport(t, s, keys), 0, len(keys)-2, 2)
 }
