@@ -33,8 +33,8 @@ var _ keystore.BatchImporter = (*Store)(nil)
 func (s *Store) Import(ctx context.Context, keys []keystore.ImportKey) (keystore.ImportResult, error) {
 	const op = "import keys"
 	var res keystore.ImportResult
-	if len(keys) > keystore.MaxImportBatch {
-		return res, keystore.Errorf(keystore.EINVALID, "%d keys in one import batch, at most %d", len(keys), keystore.MaxImportBatch)
+	if err := keystore.CheckBatch(len(keys), "keys"); err != nil {
+		return res, err
 	}
 	if len(keys) == 0 {
 		return res, nil
