@@ -26,10 +26,12 @@ import (
 //     what the changes affect; a change made through this Store reads the
 //     feed before it returns, so it is seen at once;
 //   - a hit is served only if the last successful read of the feed began
-//     less than maxStale ago; otherwise Verify reads the store. A change
-//     committed anywhere is therefore refused within maxStale plus one
-//     lookup, however the watcher is scheduled, and while the store cannot
-//     be read the cache answers nothing.
+//     less than maxStale ago; otherwise Verify reads the feed itself (one
+//     read for all the hits waiting) and serves the hit if it still
+//     stands, or reads the store. A change committed anywhere is therefore
+//     refused within maxStale plus one read, however the watcher is
+//     scheduled, and while the store cannot be read the cache answers
+//     nothing.
 //
 // Uses (last_used_at, and the uses of scopes) are recorded through the
 // store's RecordUse at most once per key, scope and second; the store
@@ -187,6 +189,29 @@ func (c *Store) watch() {
 func (c *Store) poll(ctx context.Context) {
 	c.pollMu.Lock()
 	defer c.pollMu.Unlock()
+	c.pollLocked(ctx)
+}
+
+// refresh reads the feed for a hit found stale, unless a read that ended
+// after the staleness was seen (fresh moved from seen) made it fresh or
+// failed meanwhile: the hits that find the cache stale at once wait for
+// one read of the feed, instead of each reading the store. Under load a
+// watcher can be late by more than maxStale; then every hit reading the
+// store would load it further (two replicas on 2 cores read PostgreSQL for
+// one verification in twenty, BENCHMARKS.md, goal 8).
+func (c *Store) refresh(ctx context.Context, seen int64) {
+	c.pollMu.Lock()
+	defer c.pollMu.Unlock()
+	c.mu.RLock()
+	fresh := c.fresh
+	c.mu.RUnlock()
+	if fresh == seen {
+		c.pollLocked(ctx)
+	}
+}
+
+// pollLocked is poll with pollMu held.
+func (c *Store) pollLocked(ctx context.Context) {
 	t0 := mono()
 	c.mu.RLock()
 	since := c.pos
@@ -273,16 +298,25 @@ func (c *Store) clear() {
 }
 
 // lookup returns the entry for hash if the cache may serve it, and the
-// generation to fill under otherwise.
-func (c *Store) lookup(hash [32]byte) (e *entry, gen uint64, hit bool) {
-	c.mu.RLock()
-	e, hit = c.entries[hash]
-	gen, fresh := c.gen, c.fresh
-	c.mu.RUnlock()
-	if fresh == 0 || mono()-fresh >= int64(maxStale) {
-		return nil, gen, false
+// generation to fill under otherwise. A hit in a cache gone stale is
+// served after a read of the feed (refresh), if that read succeeds and
+// still holds it.
+func (c *Store) lookup(ctx context.Context, hash [32]byte) (e *entry, gen uint64, hit bool) {
+	for try := 0; ; try++ {
+		c.mu.RLock()
+		e, hit = c.entries[hash]
+		gen, fresh := c.gen, c.fresh
+		c.mu.RUnlock()
+		if fresh != 0 && mono()-fresh < int64(maxStale) {
+			return e, gen, hit
+		}
+		if !hit || try > 0 || fresh == 0 {
+			// A cache emptied by a failed read waits for the watcher's
+			// next success, and reads the store meanwhile.
+			return nil, gen, false
+		}
+		c.refresh(ctx, fresh)
 	}
-	return e, gen, hit
 }
 
 // fill remembers what the store said of hash (k nil: no key), unless the
@@ -354,7 +388,7 @@ func (c *Store) Verify(ctx context.Context, secret string, scopes []string) (*ke
 	}
 	now := c.clock()
 	hash := keystore.HashToken(secret)
-	e, gen, hit := c.lookup(hash)
+	e, gen, hit := c.lookup(ctx, hash)
 	// The result, the caller's copy of the record and its last use in one
 	// allocation.
 	r := &answer{used: now}

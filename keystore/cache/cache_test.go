@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -442,6 +444,64 @@ func TestStaleReadsStore(t *testing.T) {
 			t.Fatalf("with the watcher stalled: %s, want revoked", v.Code)
 		}
 	})
+}
+
+// Hits that find the cache stale (a late watcher) wait for one read of
+// the feed, and are served from memory after it: they do not each read
+// the store.
+func TestStaleHitsReadFeedOnce(t *testing.T) {
+	each(t, func(t *testing.T, spec string) {
+		s := openCached(t, spec, nil, 0)
+		k := mustCreate(t, s, keystore.CreateParams{Name: "k"})
+		waitFresh(t, s)
+		verifyCode(t, s, k.Secret)
+		if !cached(s, k.Secret) {
+			t.Fatal("not cached")
+		}
+		s.stopOnce.Do(func() { close(s.stop) })
+		<-s.done
+		feed := &countingFeed{ChangeFeed: s.feed}
+		store := &countingStore{Store: s.Store}
+		s.feed, s.Store = feed, store
+		s.mu.Lock()
+		s.fresh = mono() - int64(maxStale)
+		s.mu.Unlock()
+		var wg sync.WaitGroup
+		for range 32 {
+			wg.Go(func() {
+				if v, err := s.Verify(context.Background(), k.Secret, nil); err != nil || !v.Valid {
+					t.Errorf("Verify = %+v, %v", v, err)
+				}
+			})
+		}
+		wg.Wait()
+		if n := feed.n.Load(); n < 1 || n > 2 {
+			t.Errorf("32 stale hits read the feed %d times, want once (twice if the read took maxStale)", n)
+		}
+		if n := store.lookups.Load(); n != 0 {
+			t.Errorf("32 stale hits read the store %d times, want none", n)
+		}
+	})
+}
+
+type countingFeed struct {
+	keystore.ChangeFeed
+	n atomic.Int64
+}
+
+func (f *countingFeed) Changes(ctx context.Context, since int64, limit int) ([]keystore.Change, int64, bool, error) {
+	f.n.Add(1)
+	return f.ChangeFeed.Changes(ctx, since, limit)
+}
+
+type countingStore struct {
+	keystore.Store
+	lookups atomic.Int64
+}
+
+func (s *countingStore) Lookup(ctx context.Context, hash [32]byte) (*keystore.Key, error) {
+	s.lookups.Add(1)
+	return s.Store.Lookup(ctx, hash)
 }
 
 // A failed read of the feed empties the cache and leaves it stale: a
