@@ -383,12 +383,19 @@ func (c *Store) Verify(ctx context.Context, secret string, scopes []string) (*ke
 			return nil, keystore.UnknownScope(sc)
 		}
 	}
-	if _, err := keystore.ParseToken(secret); err != nil {
+	if len(secret) != keystore.TokenLen {
 		return keystore.InvalidFormat(), nil
 	}
 	now := c.clock()
 	hash := keystore.HashToken(secret)
 	e, gen, hit := c.lookup(ctx, hash)
+	// Only a secret of the right format gets an entry (below): a hit needs
+	// no parsing, the hash names the same secret.
+	if !hit {
+		if _, err := keystore.ParseToken(secret); err != nil {
+			return keystore.InvalidFormat(), nil
+		}
+	}
 	// The result, the caller's copy of the record and its last use in one
 	// allocation.
 	r := &answer{used: now}
