@@ -426,17 +426,7 @@ func TestStaleReadsStore(t *testing.T) {
 	each(t, func(t *testing.T, spec string) {
 		s := openCached(t, spec, nil, 0)
 		other := openPlain(t, spec, nil)
-		k := mustCreate(t, s, keystore.CreateParams{Name: "k"})
-		waitFresh(t, s)
-		verifyCode(t, s, k.Secret)
-		if !cached(s, k.Secret) {
-			t.Fatal("not cached")
-		}
-		s.stopOnce.Do(func() { close(s.stop) })
-		<-s.done
-		s.mu.Lock()
-		s.fresh = mono() - int64(maxStale)
-		s.mu.Unlock()
+		k := cachedThenStale(t, s)
 		if _, err := other.Revoke(context.Background(), k.ID); err != nil {
 			t.Fatal(err)
 		}
@@ -446,26 +436,34 @@ func TestStaleReadsStore(t *testing.T) {
 	})
 }
 
+// cachedThenStale makes a key that s caches, then stops s's watcher and
+// leaves s stale, as a watcher late by maxStale would.
+func cachedThenStale(t *testing.T, s *Store) *keystore.Key {
+	t.Helper()
+	k := mustCreate(t, s, keystore.CreateParams{Name: "k"})
+	waitFresh(t, s)
+	verifyCode(t, s, k.Secret)
+	if !cached(s, k.Secret) {
+		t.Fatal("not cached")
+	}
+	s.stopOnce.Do(func() { close(s.stop) })
+	<-s.done
+	s.mu.Lock()
+	s.fresh = mono() - int64(maxStale)
+	s.mu.Unlock()
+	return k
+}
+
 // Hits that find the cache stale (a late watcher) wait for one read of
 // the feed, and are served from memory after it: they do not each read
 // the store.
 func TestStaleHitsReadFeedOnce(t *testing.T) {
 	each(t, func(t *testing.T, spec string) {
 		s := openCached(t, spec, nil, 0)
-		k := mustCreate(t, s, keystore.CreateParams{Name: "k"})
-		waitFresh(t, s)
-		verifyCode(t, s, k.Secret)
-		if !cached(s, k.Secret) {
-			t.Fatal("not cached")
-		}
-		s.stopOnce.Do(func() { close(s.stop) })
-		<-s.done
+		k := cachedThenStale(t, s)
 		feed := &countingFeed{ChangeFeed: s.feed}
 		store := &countingStore{Store: s.Store}
 		s.feed, s.Store = feed, store
-		s.mu.Lock()
-		s.fresh = mono() - int64(maxStale)
-		s.mu.Unlock()
 		var wg sync.WaitGroup
 		for range 32 {
 			wg.Go(func() {
