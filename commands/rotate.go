@@ -281,36 +281,26 @@ func rotateBatchRun(ctx context.Context, opts *RotateOptions) error {
 		return err
 	}
 	// Collect the candidates first: rotating creates keys, and a listing
-	// must not see the keys it causes.
-	var todo []*keystore.Key
-	var selfKey *keystore.Key
-	for k, err := range store.List(ctx, keystore.ListOptions{ListFilter: opts.Filter}) {
-		if err != nil {
-			return err
-		}
-		if k.ID == self {
-			if opts.IncludeSelf {
-				selfKey = k
-			}
-			continue
-		}
-		todo = append(todo, k)
-	}
-	// Keys whose rotation another run is delivering are not done yet:
-	// they are waited for, and taken over if that run died.
+	// must not see the keys it causes. Keys whose rotation another run is
+	// delivering are not done yet either: they are waited for, and taken
+	// over if that run died.
 	busyFilter := opts.Filter
 	busyFilter.Rotatable, busyFilter.Delivering = false, true
-	for k, err := range store.List(ctx, keystore.ListOptions{ListFilter: busyFilter}) {
-		if err != nil {
-			return err
-		}
-		if k.ID == self {
-			if opts.IncludeSelf {
-				selfKey = k
+	var todo []*keystore.Key
+	var selfKey *keystore.Key
+	for _, filter := range []keystore.ListFilter{opts.Filter, busyFilter} {
+		for k, err := range store.List(ctx, keystore.ListOptions{ListFilter: filter}) {
+			if err != nil {
+				return err
 			}
-			continue
+			if k.ID == self {
+				if opts.IncludeSelf {
+					selfKey = k
+				}
+				continue
+			}
+			todo = append(todo, k)
 		}
-		todo = append(todo, k)
 	}
 	// The caller's own key goes last: once it is rotated, the run goes on
 	// with its new secret.

@@ -124,18 +124,22 @@ func (c *CheckedExport) Restore(ctx context.Context, re Restorer, batchSize int,
 		links  []ExportedKey
 		done   int
 	)
+	// count adds a batch of n lines, with the store's result, to the sums.
+	count := func(n int, res RestoreResult, restored, skipped *int) {
+		*restored += res.Restored
+		*skipped += res.Skipped
+		done += n
+		if progress != nil {
+			progress(done, sum)
+		}
+	}
 	flushKeys := func() error {
 		if len(keys) == 0 {
 			return nil
 		}
 		res, err := re.RestoreKeys(ctx, keys)
-		sum.Keys += res.Restored
-		sum.KeysSkipped += res.Skipped
-		done += len(keys)
+		count(len(keys), res, &sum.Keys, &sum.KeysSkipped)
 		keys = keys[:0]
-		if progress != nil {
-			progress(done, sum)
-		}
 		return err
 	}
 	flushEvents := func() error {
@@ -143,13 +147,8 @@ func (c *CheckedExport) Restore(ctx context.Context, re Restorer, batchSize int,
 			return nil
 		}
 		res, err := re.RestoreEvents(ctx, events)
-		sum.Events += res.Restored
-		sum.EventsSkipped += res.Skipped
-		done += len(events)
+		count(len(events), res, &sum.Events, &sum.EventsSkipped)
 		events = events[:0]
-		if progress != nil {
-			progress(done, sum)
-		}
 		return err
 	}
 	err := c.sp.each(func(l *exportLine) error {

@@ -99,9 +99,10 @@ func (s *Store) Import(ctx context.Context, keys []keystore.ImportKey) (keystore
 	return res, err
 }
 
-// importParts is how many transactions a batch is written in: two would
-// keep two cores busy, four shorten the time of the first part's keys and
-// the last part's events, when only one is (bench/run, goal 8).
+// importParts is how many transactions a batch is written in. Two would
+// keep two cores busy; with four, only a quarter of a batch (the first
+// part's keys, the last part's events) has one core to itself. Four was
+// measured (bench/run, goal 8), two was not.
 const importParts = 4
 
 // importRow is a key of a batch, as stored, with its import event.
